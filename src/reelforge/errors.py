@@ -1,0 +1,167 @@
+"""The one exception tree of reelforge.
+
+Every error we raise derives from :class:`ReelforgeError` and carries a stable,
+machine-readable ``code`` (part of the API contract: clients switch on it) plus a
+human ``message``. Library errors (ffmpeg, PyAV, httpx, redis) are translated into
+these at one boundary each; nothing above that boundary sees a foreign exception.
+
+    ReelforgeError                      internal_error
+    ├── InvalidRequestError             invalid_request (+ field codes: invalid_size, ...)
+    ├── NotFoundError                   not_found
+    ├── ConflictError                   conflict
+    ├── MediaError                      media_error
+    │   ├── FFmpegError                 ffmpeg_failed      (carries ffmpeg's stderr tail)
+    │   ├── UnreadableMediaError        unreadable_media
+    │   └── OutputPathError             output_not_writable
+    ├── ProviderError                   provider_error     (retryable unless said otherwise)
+    │   ├── ProviderAuthError           provider_auth_failed
+    │   ├── ProviderRejectedError       provider_rejected_request
+    │   ├── RateLimitedError            rate_limited       (carries retry_after)
+    │   ├── ProviderUnavailableError    provider_unavailable
+    │   ├── RemoteJobLostError          remote_job_lost
+    │   └── GenerationFailedError       generation_failed  (carries the remote code)
+    ├── UnknownProviderError            unknown_provider
+    ├── JobCancelledError               cancelled
+    └── ServiceUnavailableError         service_unavailable
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "ConflictError",
+    "FFmpegError",
+    "GenerationFailedError",
+    "InvalidRequestError",
+    "JobCancelledError",
+    "MediaError",
+    "NotFoundError",
+    "OutputPathError",
+    "ProviderAuthError",
+    "ProviderError",
+    "ProviderRejectedError",
+    "ProviderUnavailableError",
+    "RateLimitedError",
+    "ReelforgeError",
+    "RemoteJobLostError",
+    "ServiceUnavailableError",
+    "UnknownProviderError",
+    "UnreadableMediaError",
+]
+
+
+class ReelforgeError(Exception):
+    """Base of every reelforge error; ``code`` is stable, ``message`` is for people."""
+
+    code: ClassVar[str] = "internal_error"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            # Instance-level code refines the class code (e.g. ``invalid_size``).
+            self.code = code  # type: ignore[misc]
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"code": self.code, "message": self.message, "param": self.param}
+
+
+class InvalidRequestError(ReelforgeError):
+    """The caller sent something we will not accept; ``param`` names the field."""
+
+    code = "invalid_request"
+
+
+class NotFoundError(ReelforgeError):
+    code = "not_found"
+
+
+class ConflictError(ReelforgeError):
+    code = "conflict"
+
+
+class UnknownProviderError(InvalidRequestError):
+    code = "unknown_provider"
+
+
+class MediaError(ReelforgeError):
+    code = "media_error"
+
+
+class FFmpegError(MediaError):
+    """FFmpeg exited non-zero; ``stderr_tail`` holds the last lines it printed."""
+
+    code = "ffmpeg_failed"
+
+    def __init__(self, message: str, *, stderr_tail: str = "", returncode: int | None = None):
+        detail = f"{message}: {stderr_tail.strip()}" if stderr_tail.strip() else message
+        super().__init__(detail)
+        self.stderr_tail = stderr_tail
+        self.returncode = returncode
+
+
+class UnreadableMediaError(MediaError):
+    code = "unreadable_media"
+
+
+class OutputPathError(MediaError):
+    code = "output_not_writable"
+
+
+class ProviderError(ReelforgeError):
+    """A generation back-end failed. Retryable by default: outages are transient."""
+
+    code = "provider_error"
+    retryable = True
+
+
+class ProviderAuthError(ProviderError):
+    code = "provider_auth_failed"
+    retryable = False
+
+
+class ProviderRejectedError(ProviderError):
+    """The provider refused the request itself (bad input): retrying cannot help."""
+
+    code = "provider_rejected_request"
+    retryable = False
+
+
+class RateLimitedError(ProviderError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderUnavailableError(ProviderError):
+    code = "provider_unavailable"
+
+
+class RemoteJobLostError(ProviderError):
+    code = "remote_job_lost"
+
+
+class GenerationFailedError(ProviderError):
+    """The remote job ended in failure; ``remote_code`` is the provider's own code."""
+
+    code = "generation_failed"
+    retryable = False
+
+    def __init__(self, message: str, *, remote_code: str | None = None, retryable: bool = False):
+        super().__init__(message, code=remote_code)
+        self.remote_code = remote_code
+        self.retryable = retryable  # type: ignore[misc]
+
+
+class JobCancelledError(ReelforgeError):
+    code = "cancelled"
+
+
+class ServiceUnavailableError(ReelforgeError):
+    code = "service_unavailable"
+    retryable = True

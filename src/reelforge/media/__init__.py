@@ -1,0 +1,1 @@
+"""Media pipeline: render, probe, transcode, thumbnails and spritesheets via FFmpeg."""

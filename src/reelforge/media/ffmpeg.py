@@ -1,0 +1,83 @@
+"""Running the bundled FFmpeg binary, and writing outputs atomically.
+
+Only the static binary from the ``imageio-ffmpeg`` wheel is used, never a system
+ffmpeg. Failures become :class:`~reelforge.errors.FFmpegError` carrying the tail of
+ffmpeg's stderr. :func:`atomic_output` gives a temporary path next to the
+destination and renames it into place only on success, so a killed run never leaves
+a half file under the final name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from functools import cache
+from pathlib import Path
+
+import imageio_ffmpeg
+
+from reelforge.errors import FFmpegError, OutputPathError
+
+__all__ = ["atomic_output", "ffmpeg_exe", "run_ffmpeg", "stderr_tail"]
+
+_STDERR_TAIL_LINES = 15
+
+
+@cache
+def ffmpeg_exe() -> str:
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def stderr_tail(stderr: bytes, lines: int = _STDERR_TAIL_LINES) -> str:
+    text = stderr.decode("utf-8", errors="replace").strip().splitlines()
+    return "\n".join(text[-lines:])
+
+
+def ffmpeg_command(args: Sequence[str]) -> list[str]:
+    """The full command line: our binary, quiet banner, never prompt, then ``args``."""
+    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+
+
+async def run_ffmpeg(args: Sequence[str], *, what: str = "ffmpeg") -> None:
+    """Run ffmpeg with ``args`` to completion; raise FFmpegError with stderr on failure."""
+    proc = await asyncio.create_subprocess_exec(
+        *ffmpeg_command(args),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _, stderr = await proc.communicate()
+    except BaseException:
+        # Cancelled or interrupted: do not leave an orphan ffmpeg behind.
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
+    if proc.returncode != 0:
+        raise FFmpegError(f"{what} failed", stderr_tail=stderr_tail(stderr), returncode=proc.returncode)
+
+
+@contextlib.asynccontextmanager
+async def atomic_output(dest: Path) -> AsyncIterator[Path]:
+    """Yield a temporary sibling of ``dest``; rename it to ``dest`` if the body succeeds.
+
+    The temporary name keeps the suffix (ffmpeg picks the muxer from it) and starts
+    with a dot, so listings and the final name never show an unfinished file.
+    """
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"cannot create output directory {dest.parent}: {exc}") from exc
+    if not os.access(dest.parent, os.W_OK):
+        raise OutputPathError(f"output directory {dest.parent} is not writable")
+    tmp = dest.with_name(f".{dest.stem}.{uuid.uuid4().hex[:8]}.part{dest.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()

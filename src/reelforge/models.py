@@ -1,0 +1,234 @@
+"""Request and record models shared by the CLI, the API and the workers.
+
+Input rules (DESIGN.md) live here, once: every entry point parses a request with
+:func:`parse_generation_request`, which turns pydantic's complaints into an
+:class:`~reelforge.errors.InvalidRequestError` with a stable code and the field.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from reelforge.errors import InvalidRequestError
+
+__all__ = [
+    "MAX_DURATION_SECONDS",
+    "MAX_PROMPT_CHARS",
+    "MAX_SIDE",
+    "MIN_SIDE",
+    "OUTPUT_FORMATS",
+    "GenerationRequest",
+    "Stage",
+    "VideoStatus",
+    "parse_generation_request",
+    "parse_size",
+]
+
+MAX_PROMPT_CHARS = 32_000
+MIN_SIDE = 64
+MAX_SIDE = 1920
+MAX_DURATION_SECONDS = 60.0
+MIN_FPS = 1
+MAX_FPS = 60
+OutputFormat = Literal["mp4", "webm"]
+OUTPUT_FORMATS: tuple[str, ...] = ("mp4", "webm")
+
+# resolution + aspect_ratio, the other way to ask for a size.
+_RESOLUTION_HEIGHTS = {"360p": 360, "480p": 480, "720p": 720, "1080p": 1080}
+_ASPECT_RATIOS = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1), "4:3": (4, 3), "3:4": (3, 4)}
+
+
+class VideoStatus(StrEnum):
+    """Coarse status clients rely on."""
+
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (VideoStatus.COMPLETED, VideoStatus.FAILED, VideoStatus.CANCELLED)
+
+
+class Stage(StrEnum):
+    """Fine-grained stage of the job state machine, in order."""
+
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    GENERATING = "generating"
+    DOWNLOADING = "downloading"
+    PROCESSING = "processing"
+    VALIDATING = "validating"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+def parse_size(value: str) -> tuple[int, int]:
+    """``"1280x720"`` -> ``(1280, 720)``; raises ``PydanticCustomError('invalid_size')``."""
+    parts = value.lower().strip().split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise PydanticCustomError("invalid_size", "size must look like WIDTHxHEIGHT, e.g. 1280x720")
+    width, height = int(parts[0]), int(parts[1])
+    for side in (width, height):
+        if not MIN_SIDE <= side <= MAX_SIDE:
+            raise PydanticCustomError(
+                "invalid_size", f"each side must be between {MIN_SIDE} and {MAX_SIDE} pixels"
+            )
+        if side % 2:
+            raise PydanticCustomError(
+                "invalid_size", "width and height must be even (H.264 with yuv420p needs it)"
+            )
+    return width, height
+
+
+def _has_control_chars(text: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in text)
+
+
+class GenerationRequest(BaseModel):
+    """What a user asks for. Unknown fields are rejected; the prompt is stored trimmed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str
+    duration_seconds: float = 4.0
+    size: str | None = None
+    resolution: str | None = None
+    aspect_ratio: str | None = None
+    fps: int = 24
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    provider: str | None = Field(default=None, min_length=1, max_length=64)
+    formats: tuple[OutputFormat, ...] = ("mp4",)
+    webhook_url: str | None = Field(default=None, max_length=2048)
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("prompt")
+    @classmethod
+    def _check_prompt(cls, value: str) -> str:
+        text = value.strip()
+        if not text:
+            raise PydanticCustomError("invalid_prompt", "prompt must not be empty")
+        if len(text) > MAX_PROMPT_CHARS:
+            raise PydanticCustomError(
+                "invalid_prompt", f"prompt is longer than {MAX_PROMPT_CHARS} characters"
+            )
+        if _has_control_chars(text):
+            raise PydanticCustomError("invalid_prompt", "prompt contains control characters")
+        return text
+
+    @field_validator("duration_seconds")
+    @classmethod
+    def _check_duration(cls, value: float) -> float:
+        if not 0 < value <= MAX_DURATION_SECONDS:
+            raise PydanticCustomError(
+                "invalid_duration",
+                f"duration_seconds must be greater than 0 and at most {MAX_DURATION_SECONDS:g}",
+            )
+        return value
+
+    @field_validator("fps")
+    @classmethod
+    def _check_fps(cls, value: int) -> int:
+        if not MIN_FPS <= value <= MAX_FPS:
+            raise PydanticCustomError("invalid_fps", f"fps must be between {MIN_FPS} and {MAX_FPS}")
+        return value
+
+    @field_validator("size")
+    @classmethod
+    def _check_size(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        width, height = parse_size(value)
+        return f"{width}x{height}"
+
+    @field_validator("formats", mode="before")
+    @classmethod
+    def _check_formats(cls, value: Any) -> Any:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return value
+        cleaned = [str(item).strip().lower() for item in items]
+        unknown = [item for item in cleaned if item not in OUTPUT_FORMATS]
+        if unknown:
+            raise PydanticCustomError(
+                "invalid_format",
+                "unknown format {unknown}; choose from mp4, webm",
+                {"unknown": ", ".join(unknown)},
+            )
+        if not cleaned:
+            raise PydanticCustomError("invalid_format", "formats must name at least one format")
+        return tuple(dict.fromkeys(cleaned))  # keep order, drop repeats
+
+    @field_validator("metadata")
+    @classmethod
+    def _check_metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 16 or any(len(k) > 64 or len(v) > 512 for k, v in value.items()):
+            raise PydanticCustomError(
+                "invalid_metadata", "metadata holds at most 16 keys of 64 chars, values of 512"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_size(self) -> GenerationRequest:
+        if self.size is not None:
+            if self.resolution is not None or self.aspect_ratio is not None:
+                raise PydanticCustomError(
+                    "invalid_size", "give either size or resolution + aspect_ratio, not both"
+                )
+            return self
+        if self.resolution is None and self.aspect_ratio is None:
+            object.__setattr__(self, "size", "1280x720")
+            return self
+        height = _RESOLUTION_HEIGHTS.get(self.resolution or "720p")
+        ratio = _ASPECT_RATIOS.get(self.aspect_ratio or "16:9")
+        if height is None or ratio is None:
+            raise PydanticCustomError(
+                "invalid_size",
+                "resolution must be one of 360p, 480p, 720p, 1080p and aspect_ratio one of "
+                "16:9, 9:16, 1:1, 4:3, 3:4",
+            )
+        short = height
+        long = round(short * max(ratio) / min(ratio) / 2) * 2
+        width, tall = (long, short) if ratio[0] >= ratio[1] else (short, long)
+        object.__setattr__(self, "size", f"{min(width, MAX_SIDE)}x{min(tall, MAX_SIDE)}")
+        return self
+
+    @property
+    def width(self) -> int:
+        return parse_size(self.size or "1280x720")[0]
+
+    @property
+    def height(self) -> int:
+        return parse_size(self.size or "1280x720")[1]
+
+
+# pydantic's own error types -> our stable codes; field validators above raise ours.
+_PYDANTIC_CODES = {
+    "extra_forbidden": "unknown_field",
+    "missing": "missing_field",
+}
+
+
+def parse_generation_request(data: Any) -> GenerationRequest:
+    """Validate raw input into a request, or raise :class:`InvalidRequestError`."""
+    if not isinstance(data, dict):
+        raise InvalidRequestError("request body must be a JSON object", code="invalid_json")
+    try:
+        return GenerationRequest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        code = _PYDANTIC_CODES.get(first["type"], first["type"])
+        if not code.startswith("invalid_") and code not in _PYDANTIC_CODES.values():
+            code = f"invalid_{(param or 'request').split('.')[0]}"
+        message = first["msg"] if param is None else f"{param}: {first['msg']}"
+        raise InvalidRequestError(message, code=code, param=param) from None

@@ -1,0 +1,76 @@
+"""The provider protocol: the one shape every generation back-end has.
+
+A provider is a remote job service, even when it runs in-process (``local``):
+``submit`` returns a remote id at once, ``poll`` reports state and progress,
+``download`` fetches the finished file, ``cancel`` stops it. The service stores the
+remote id the moment ``submit`` returns, so a restarted worker resumes by polling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from reelforge.models import GenerationRequest
+
+__all__ = ["Capabilities", "Provider", "RemoteState", "RemoteStatus"]
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a provider can make; the router checks requests against this."""
+
+    max_duration_seconds: float
+    durations: tuple[float, ...] | None = None  # None: any duration up to the maximum
+    sizes: tuple[str, ...] | None = None  # None: any size within our global limits
+    max_fps: int = 60
+    audio: bool = True
+    image_input: bool = False
+    cost_per_second: float = 0.0
+
+    def fits(self, req: GenerationRequest) -> bool:
+        if req.duration_seconds > self.max_duration_seconds or req.fps > self.max_fps:
+            return False
+        if self.durations is not None and req.duration_seconds not in self.durations:
+            return False
+        return self.sizes is None or req.size in self.sizes
+
+
+class RemoteState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (RemoteState.SUCCEEDED, RemoteState.FAILED, RemoteState.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteStatus:
+    state: RemoteState
+    progress: int = 0  # 0..100 as the provider reports it
+    error_code: str | None = None
+    error_message: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+
+    def capabilities(self) -> Capabilities: ...
+
+    async def submit(self, req: GenerationRequest, *, idempotency_key: str) -> str: ...
+
+    async def poll(self, remote_id: str) -> RemoteStatus: ...
+
+    async def download(self, remote_id: str, dest: Path) -> Path: ...
+
+    async def cancel(self, remote_id: str) -> None: ...
+
+    async def aclose(self) -> None: ...

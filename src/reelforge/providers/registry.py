@@ -1,0 +1,49 @@
+"""Builds providers from settings by name.
+
+``settings.providers`` maps a provider *name* (what requests and routes use) to a
+:class:`~reelforge.settings.ProviderConfig` whose ``kind`` picks the adapter, so one
+adapter can be configured twice (e.g. two OpenAI-compatible servers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from reelforge.errors import UnknownProviderError
+from reelforge.providers.base import Provider
+from reelforge.settings import ProviderConfig, Settings
+
+__all__ = ["build_provider", "provider_names"]
+
+ProviderFactory = Callable[[str, ProviderConfig, Settings], Provider]
+
+
+def _build_local(name: str, config: ProviderConfig, settings: Settings) -> Provider:
+    from reelforge.providers.local import LocalProvider
+
+    return LocalProvider(name=name, config=config, settings=settings)
+
+
+# Adapter kinds. Imports are deferred so building one adapter never imports the others.
+_FACTORIES: dict[str, ProviderFactory] = {
+    "local": _build_local,
+}
+
+
+def provider_names(settings: Settings) -> list[str]:
+    return sorted(settings.providers)
+
+
+def build_provider(name: str, settings: Settings) -> Provider:
+    config = settings.providers.get(name)
+    if config is None:
+        known = ", ".join(provider_names(settings)) or "none"
+        raise UnknownProviderError(
+            f"unknown provider {name!r}; configured: {known}", param="provider"
+        )
+    factory = _FACTORIES.get(config.kind)
+    if factory is None:
+        raise UnknownProviderError(
+            f"provider {name!r} has unknown kind {config.kind!r}", param="provider"
+        )
+    return factory(name, config, settings)

@@ -1,0 +1,106 @@
+"""All configuration of reelforge, and the only module that reads the environment.
+
+Sources, highest priority first: constructor arguments, environment variables
+(``REELFORGE_*``; ``REDIS_URL``; nested fields with ``__``, e.g.
+``REELFORGE_PROVIDERS__OPENAI__BASE_URL``), a TOML file named by
+``REELFORGE_CONFIG``, then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["MediaSettings", "ProviderConfig", "Settings"]
+
+
+class ProviderConfig(BaseModel):
+    """One configured back-end. ``kind`` picks the adapter; the dict key is its name."""
+
+    kind: str = "local"
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    price_per_second: float = 0.0
+    timeout_seconds: float = 60.0
+    poll_interval_seconds: float = 1.0
+    # Adapter-specific knobs (e.g. the local renderer's x264 preset).
+    options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+def _default_providers() -> dict[str, ProviderConfig]:
+    return {"local": ProviderConfig(kind="local")}
+
+
+class MediaSettings(BaseModel):
+    """Encoding choices for what we deliver. Defaults favour quick, web-friendly files."""
+
+    mp4_preset: str = "veryfast"
+    mp4_crf: int = 21
+    audio_bitrate: str = "128k"
+    webm_crf: int = 33
+    webm_cpu_used: int = 8  # VP9 speed 0 (slowest) .. 8 (fastest, realtime-grade)
+    thumbnail_format: Literal["jpeg", "webp"] = "jpeg"
+    thumbnail_width: int = 640
+    spritesheet_columns: int = 5
+    spritesheet_rows: int = 5
+    spritesheet_tile_width: int = 192
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="REELFORGE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        populate_by_name=True,
+    )
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("./data")
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "REELFORGE_REDIS_URL", "redis_url")
+    )
+    default_provider: str = "local"
+    providers: dict[str, ProviderConfig] = Field(default_factory=_default_providers)
+    media: MediaSettings = Field(default_factory=MediaSettings)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("providers")
+    @classmethod
+    def _keep_local_provider(cls, value: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
+        # Configuring a remote provider must not silently remove the offline default.
+        return {"local": ProviderConfig(kind="local"), **value}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("REELFORGE_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @property
+    def videos_dir(self) -> Path:
+        return self.data_dir / "videos"
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch space of providers (e.g. the local renderer's raw output)."""
+        return self.data_dir / "work"
