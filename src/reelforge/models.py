@@ -25,6 +25,7 @@ __all__ = [
     "GenerationRequest",
     "Stage",
     "VideoStatus",
+    "invalid_request_from_errors",
     "parse_generation_request",
     "parse_size",
 ]
@@ -215,7 +216,35 @@ class GenerationRequest(BaseModel):
 _PYDANTIC_CODES = {
     "extra_forbidden": "unknown_field",
     "missing": "missing_field",
+    "json_invalid": "invalid_json",
+    "model_attributes_type": "invalid_json",
+    "model_type": "invalid_json",
+    "dict_type": "invalid_json",
 }
+
+
+def invalid_request_from_errors(errors: list[Any]) -> InvalidRequestError:
+    """The first of pydantic's (or FastAPI's) validation errors, as our error.
+
+    FastAPI prefixes locations with where the value came from (``body``, ``query``);
+    that prefix is dropped so ``param`` names the field the client sent.
+    """
+    first = errors[0]
+    loc = [str(part) for part in first.get("loc", ())]
+    if loc and loc[0] in ("body", "query", "path", "header"):
+        loc = loc[1:]
+    param = ".".join(loc) or None
+    code = _PYDANTIC_CODES.get(first["type"], first["type"])
+    if code == "missing_field" and param is None:
+        code = "invalid_json"  # no body at all
+    if not code.startswith("invalid_") and code not in _PYDANTIC_CODES.values():
+        code = f"invalid_{(param or 'request').split('.')[0]}"
+    message = str(first["msg"])
+    if code == "invalid_json" and param is None:
+        message = "request body must be a JSON object"
+    elif param is not None:
+        message = f"{param}: {message}"
+    return InvalidRequestError(message, code=code, param=param)
 
 
 def parse_generation_request(data: Any) -> GenerationRequest:
@@ -225,10 +254,4 @@ def parse_generation_request(data: Any) -> GenerationRequest:
     try:
         return GenerationRequest.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        param = ".".join(str(part) for part in first["loc"]) or None
-        code = _PYDANTIC_CODES.get(first["type"], first["type"])
-        if not code.startswith("invalid_") and code not in _PYDANTIC_CODES.values():
-            code = f"invalid_{(param or 'request').split('.')[0]}"
-        message = first["msg"] if param is None else f"{param}: {first['msg']}"
-        raise InvalidRequestError(message, code=code, param=param) from None
+        raise invalid_request_from_errors(exc.errors(include_url=False)) from None

@@ -36,8 +36,13 @@ class ProviderConfig(BaseModel):
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
+def _local_provider() -> ProviderConfig:
+    # In-process, so polling it is cheap: poll often for smooth progress.
+    return ProviderConfig(kind="local", poll_interval_seconds=0.2)
+
+
 def _default_providers() -> dict[str, ProviderConfig]:
-    return {"local": ProviderConfig(kind="local")}
+    return {"local": _local_provider()}
 
 
 class MediaSettings(BaseModel):
@@ -75,11 +80,22 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # Service (API + workers).
+    redis_prefix: str = "rf"  # every key and queue name starts with it; tests use their own
+    max_body_bytes: int = 1_048_576
+    generate_concurrency: int = 50  # I/O bound: submit, poll, download
+    process_concurrency: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    job_heartbeat_seconds: int = 10  # a job not touched for this long is swept and resumed
+    sweep_interval_seconds: float = 2.0
+    worker_heartbeat_seconds: float = 2.0
+    events_ttl_seconds: int = 86_400  # replay window after a video ends
+    idempotency_ttl_seconds: int = 86_400
+
     @field_validator("providers")
     @classmethod
     def _keep_local_provider(cls, value: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
         # Configuring a remote provider must not silently remove the offline default.
-        return {"local": ProviderConfig(kind="local"), **value}
+        return {"local": _local_provider(), **value}
 
     @classmethod
     def settings_customise_sources(

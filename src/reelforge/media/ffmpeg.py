@@ -2,9 +2,10 @@
 
 Only the static binary from the ``imageio-ffmpeg`` wheel is used, never a system
 ffmpeg. Failures become :class:`~reelforge.errors.FFmpegError` carrying the tail of
-ffmpeg's stderr. :func:`atomic_output` gives a temporary path next to the
-destination and renames it into place only on success, so a killed run never leaves
-a half file under the final name.
+ffmpeg's stderr; a caller may follow how far an encode has got (``on_time``).
+:func:`atomic_output` gives a temporary path next to the destination and renames it
+into place only on success, so a killed run never leaves a half file under the final
+name.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from functools import cache
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import imageio_ffmpeg
 
 from reelforge.errors import FFmpegError, OutputPathError
 
-__all__ = ["atomic_output", "ffmpeg_exe", "run_ffmpeg", "stderr_tail"]
+__all__ = ["atomic_output", "ffmpeg_command", "ffmpeg_exe", "run_ffmpeg", "stderr_tail"]
 
 _STDERR_TAIL_LINES = 15
 
@@ -41,16 +42,36 @@ def ffmpeg_command(args: Sequence[str]) -> list[str]:
     return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
 
 
-async def run_ffmpeg(args: Sequence[str], *, what: str = "ffmpeg") -> None:
-    """Run ffmpeg with ``args`` to completion; raise FFmpegError with stderr on failure."""
+async def run_ffmpeg(
+    args: Sequence[str],
+    *,
+    what: str = "ffmpeg",
+    on_time: Callable[[float], None] | None = None,
+) -> None:
+    """Run ffmpeg with ``args`` to completion; raise FFmpegError with stderr on failure.
+
+    ``on_time``, if given, is called with the seconds of output written so far, a
+    few times a second (ffmpeg's ``-progress`` report); its first call comes once
+    the output file has been opened.
+    """
+    if on_time is not None:
+        args = ["-progress", "pipe:1", "-nostats", *args]
     proc = await asyncio.create_subprocess_exec(
         *ffmpeg_command(args),
         stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL if on_time is None else asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        _, stderr = await proc.communicate()
+        if on_time is None:
+            _, stderr = await proc.communicate()
+        else:
+            if proc.stdout is None or proc.stderr is None:  # pragma: no cover - piped above
+                raise RuntimeError("ffmpeg pipes were not opened")
+            _, stderr = await asyncio.gather(
+                _follow_progress(proc.stdout, on_time), proc.stderr.read()
+            )
+            await proc.wait()
     except BaseException:
         # Cancelled or interrupted: do not leave an orphan ffmpeg behind.
         with contextlib.suppress(ProcessLookupError):
@@ -58,7 +79,18 @@ async def run_ffmpeg(args: Sequence[str], *, what: str = "ffmpeg") -> None:
         await proc.wait()
         raise
     if proc.returncode != 0:
-        raise FFmpegError(f"{what} failed", stderr_tail=stderr_tail(stderr), returncode=proc.returncode)
+        raise FFmpegError(
+            f"{what} failed", stderr_tail=stderr_tail(stderr), returncode=proc.returncode
+        )
+
+
+async def _follow_progress(report: asyncio.StreamReader, on_time: Callable[[float], None]) -> None:
+    # ``-progress`` writes ``key=value`` lines; ``out_time_us`` is "N/A" or negative
+    # before the first frame is muxed, so only plain non-negative numbers count.
+    async for raw_line in report:
+        key, _, value = raw_line.decode("ascii", errors="replace").strip().partition("=")
+        if key == "out_time_us" and value.isdigit():
+            on_time(int(value) / 1_000_000)
 
 
 @contextlib.asynccontextmanager

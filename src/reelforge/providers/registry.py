@@ -7,6 +7,7 @@ adapter can be configured twice (e.g. two OpenAI-compatible servers).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from reelforge.errors import UnknownProviderError
@@ -21,13 +22,34 @@ ProviderFactory = Callable[[str, ProviderConfig, Settings], Provider]
 def _build_local(name: str, config: ProviderConfig, settings: Settings) -> Provider:
     from reelforge.providers.local import LocalProvider
 
-    return LocalProvider(name=name, config=config, settings=settings)
+    provider: Provider = LocalProvider(name=name, config=config, settings=settings)
+    return provider
 
 
 # Adapter kinds. Imports are deferred so building one adapter never imports the others.
 _FACTORIES: dict[str, ProviderFactory] = {
     "local": _build_local,
 }
+
+
+def _plugin_factory(kind: str) -> ProviderFactory | None:
+    """``kind = "package.module:ClassName"`` loads an adapter that is not built in.
+
+    The class is called like the built-ins: ``cls(name=, config=, settings=)``.
+    """
+    module_name, sep, attr = kind.partition(":")
+    if not sep:
+        return None
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError):
+        return None
+
+    def build(name: str, config: ProviderConfig, settings: Settings) -> Provider:
+        provider: Provider = cls(name=name, config=config, settings=settings)
+        return provider
+
+    return build
 
 
 def provider_names(settings: Settings) -> list[str]:
@@ -41,7 +63,7 @@ def build_provider(name: str, settings: Settings) -> Provider:
         raise UnknownProviderError(
             f"unknown provider {name!r}; configured: {known}", param="provider"
         )
-    factory = _FACTORIES.get(config.kind)
+    factory = _FACTORIES.get(config.kind) or _plugin_factory(config.kind)
     if factory is None:
         raise UnknownProviderError(
             f"provider {name!r} has unknown kind {config.kind!r}", param="provider"
