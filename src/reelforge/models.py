@@ -242,7 +242,7 @@ def invalid_request_from_errors(errors: list[Any]) -> InvalidRequestError:
     message = str(first["msg"])
     if code == "invalid_json" and param is None:
         message = "request body must be a JSON object"
-    elif param is not None:
+    elif param is not None and not message.startswith(param.split(".")[0]):
         message = f"{param}: {message}"
     return InvalidRequestError(message, code=code, param=param)
 

@@ -1,0 +1,92 @@
+"""The FastAPI application, built by :func:`create_app` (no work at import time)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from reelforge import __version__
+from reelforge.api.errors import PayloadTooLargeError, error_response, install_error_handlers
+from reelforge.api.routers import events, health, videos
+from reelforge.events import EventHub
+from reelforge.runtime import Runtime
+from reelforge.settings import Settings
+
+__all__ = ["create_app"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class BodyLimit:
+    """Refuse bodies over ``limit`` bytes: at once when Content-Length says so,
+    else as soon as the streamed body passes it (raised into the handler)."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            response = error_response(
+                413, "body_too_large", f"request body is larger than {self.limit} bytes"
+            )
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise PayloadTooLargeError(f"request body is larger than {self.limit} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app. Connections open in the lifespan, not here.
+
+    ``runtime`` lets a caller (``reelforge serve``) share its already-open Runtime
+    with in-process workers; otherwise the app opens and closes its own.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or await Runtime.open(settings)
+        hub = EventHub(rt.redis, rt.keys, redis_url=settings.redis_url)
+        await hub.start()
+        app.state.runtime = rt
+        app.state.hub = hub
+        try:
+            yield
+        finally:
+            await hub.stop()
+            if runtime is None:
+                await rt.close()
+
+    app = FastAPI(
+        title="reelforge",
+        version=__version__,
+        summary="Self-hostable AI video generation service",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(videos.router)
+    app.include_router(events.router)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

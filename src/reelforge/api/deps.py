@@ -1,0 +1,65 @@
+"""FastAPI dependencies, as ``Annotated`` aliases routers declare parameters with."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+
+from reelforge.errors import InvalidRequestError
+from reelforge.events import EventHub
+from reelforge.runtime import Runtime
+from reelforge.settings import Settings
+from reelforge.store import VideoStore, is_valid_video_id
+
+__all__ = [
+    "CurrentOwner",
+    "HubDep",
+    "RuntimeDep",
+    "SettingsDep",
+    "StoreDep",
+    "VideoId",
+]
+
+DEFAULT_OWNER = "default"
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_hub(request: Request) -> EventHub:
+    hub: EventHub = request.app.state.hub
+    return hub
+
+
+def get_store(runtime: Annotated[Runtime, Depends(get_runtime)]) -> VideoStore:
+    return runtime.store
+
+
+def get_settings(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Settings:
+    return runtime.settings
+
+
+def get_owner() -> str:
+    # Single tenant until API keys arrive; every record already carries its owner.
+    return DEFAULT_OWNER
+
+
+def checked_video_id(video_id: Annotated[str, Path(alias="video_id")]) -> str:
+    if not is_valid_video_id(video_id):
+        raise InvalidRequestError(
+            f"{video_id!r} is not a video id (video_ + 24 hex digits)",
+            code="invalid_id",
+            param="id",
+        )
+    return video_id
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+HubDep = Annotated[EventHub, Depends(get_hub)]
+StoreDep = Annotated[VideoStore, Depends(get_store)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+CurrentOwner = Annotated[str, Depends(get_owner)]
+VideoId = Annotated[str, Depends(checked_video_id)]

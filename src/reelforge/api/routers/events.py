@@ -1,0 +1,188 @@
+"""Live events of one video: ``GET …/events`` (Server-Sent Events) and ``WS …/ws``.
+
+Both replay what the client missed (``Last-Event-ID`` or ``?after=SEQ``), follow live
+events through the process's :class:`~reelforge.events.EventHub`, and end after the
+terminal event. A stream that ends *without* a terminal event (the server is
+stopping, or the client fell too far behind) is a cue to reconnect from the last
+``seq`` received; browsers' ``EventSource`` does that by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Final
+
+import structlog
+from fastapi import APIRouter, Header, Query, WebSocket
+from fastapi.responses import StreamingResponse
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocketDisconnect
+
+from reelforge.api.deps import CurrentOwner, HubDep, StoreDep, VideoId
+from reelforge.api.schemas import ErrorResponse
+from reelforge.errors import InvalidRequestError, NotFoundError, ReelforgeError
+from reelforge.events import EventHub, EventHubClosedError, SlowSubscriberError
+from reelforge.runtime import Runtime
+from reelforge.store import is_valid_video_id
+
+__all__ = ["KEEPALIVE_SECONDS", "format_sse", "parse_after", "router", "sse_stream"]
+
+log = structlog.get_logger("reelforge.api.events")
+
+router = APIRouter(tags=["events"])
+
+KEEPALIVE_SECONDS: Final = 15.0
+_SSE_HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+# WebSocket close codes: 1xxx are the protocol's, 4xxx mirror our HTTP statuses.
+WS_NORMAL: Final = 1000
+WS_GOING_AWAY: Final = 1001
+WS_INTERNAL_ERROR: Final = 1011
+WS_TRY_AGAIN_LATER: Final = 1013
+WS_BAD_REQUEST: Final = 4400
+WS_NOT_FOUND: Final = 4404
+
+
+def parse_after(value: str | None, *, param: str = "after") -> int:
+    """A client's resume point: a non-negative integer seq, 0 when absent."""
+    if value is None or not value.strip():
+        return 0
+    text = value.strip()
+    if not text.isascii() or not text.isdigit():
+        raise InvalidRequestError(
+            f"{param} must be an integer >= 0 (the seq of the last event received)",
+            code="invalid_after",
+            param=param,
+        )
+    return int(text)
+
+
+def format_sse(event: dict[str, Any]) -> bytes:
+    # json.dumps never emits a newline here, so the event fits one ``data:`` line.
+    data = json.dumps(event, separators=(",", ":"))
+    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {data}\n\n".encode()
+
+
+async def sse_stream(
+    hub: EventHub, video_id: str, after: int, *, keepalive: float = KEEPALIVE_SECONDS
+) -> AsyncIterator[bytes]:
+    """The body of an SSE response: events, keep-alive comments while idle, then the end."""
+    try:
+        async with hub.subscribe(video_id, after) as events:
+            while not events.finished:
+                try:
+                    async with asyncio.timeout(keepalive):
+                        event = await anext(events)
+                except TimeoutError:
+                    # A comment line keeps proxies and load balancers from closing an
+                    # idle connection, and lets the server notice a vanished client.
+                    yield b": keepalive\n\n"
+                    continue
+                yield format_sse(event)
+    except (ReelforgeError, RedisError, OSError) as exc:
+        # The headers are gone already: end the body cleanly, the client resumes.
+        log.info("event stream ended early", video_id=video_id, reason=str(exc))
+
+
+@router.get(
+    "/api/videos/{video_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "the event stream"},
+        400: {"model": ErrorResponse},
+        404: {"model": ErrorResponse},
+    },
+)
+async def stream_video_events(
+    video_id: VideoId,
+    store: StoreDep,
+    hub: HubDep,
+    owner: CurrentOwner,
+    after: Annotated[
+        str | None, Query(description="replay events with a seq greater than this")
+    ] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: replay after ``Last-Event-ID`` (else ``?after``), then live."""
+    if last_event_id is not None and last_event_id.strip():
+        start = parse_after(last_event_id, param="Last-Event-ID")
+    else:
+        start = parse_after(after)
+    # Before the stream starts, so a missing video is a JSON 404, not an empty stream.
+    await store.get(video_id, owner=owner)
+    return StreamingResponse(
+        sse_stream(hub, video_id, start), media_type="text/event-stream", headers=_SSE_HEADERS
+    )
+
+
+@router.websocket("/api/videos/{video_id}/ws")
+async def video_events_websocket(websocket: WebSocket, video_id: str, owner: CurrentOwner) -> None:
+    """Each event as a JSON text message; closes with 1000 after the terminal event.
+
+    Refusals arrive as close codes after the handshake (a refused handshake would
+    only show the client a bare 403): 4400 bad ``after`` or id, 4404 unknown video.
+    """
+    # HubDep/StoreDep read ``Request``, which a WebSocket route does not have.
+    runtime: Runtime = websocket.app.state.runtime
+    hub: EventHub = websocket.app.state.hub
+    await websocket.accept()
+    try:
+        after = parse_after(websocket.query_params.get("after"))
+        if not is_valid_video_id(video_id):
+            raise InvalidRequestError(f"{video_id!r} is not a video id", code="invalid_id")
+        await runtime.store.get(video_id, owner=owner)
+    except InvalidRequestError as exc:
+        await _close(websocket, WS_BAD_REQUEST, exc.message)
+        return
+    except NotFoundError:
+        await _close(websocket, WS_NOT_FOUND, f"no video {video_id}")
+        return
+    except (RedisError, OSError):
+        await _close(websocket, WS_INTERNAL_ERROR, "the job store is unreachable; retry")
+        return
+    await _forward_events(websocket, hub, video_id, after)
+
+
+async def _forward_events(websocket: WebSocket, hub: EventHub, video_id: str, after: int) -> None:
+    async def send_events() -> None:
+        async with hub.subscribe(video_id, after) as events:
+            async for event in events:
+                await websocket.send_text(json.dumps(event, separators=(",", ":")))
+
+    async def until_client_leaves() -> None:
+        # Clients send nothing we need; reading is how a departure is noticed at once.
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+    sender = asyncio.create_task(send_events())
+    listener = asyncio.create_task(until_client_leaves())
+    try:
+        await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sender.cancel()
+        listener.cancel()
+        await asyncio.wait({sender, listener})
+    if listener.done() and not listener.cancelled():
+        return  # the client left (or its connection broke): nobody to close for
+    error = None if sender.cancelled() else sender.exception()
+    if error is None:
+        await _close(websocket, WS_NORMAL, "stream ended")
+    elif isinstance(error, SlowSubscriberError):
+        await _close(websocket, WS_TRY_AGAIN_LATER, "too far behind; reconnect with after")
+    elif isinstance(error, EventHubClosedError):
+        await _close(websocket, WS_GOING_AWAY, "server stopping; reconnect with after")
+    elif isinstance(error, WebSocketDisconnect | OSError):
+        return
+    else:
+        log.warning("event websocket failed", video_id=video_id, error=repr(error))
+        await _close(websocket, WS_INTERNAL_ERROR, "event stream failed; reconnect with after")
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    # A close reason may hold at most 123 bytes.
+    reason_bytes = reason.encode()[:123]
+    with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+        await websocket.close(code=code, reason=reason_bytes.decode(errors="ignore"))

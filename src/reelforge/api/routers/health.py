@@ -1,0 +1,63 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from reelforge.api.deps import RuntimeDep
+from reelforge.metrics import render_metrics
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up and serving."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(rt: RuntimeDep) -> JSONResponse:
+    """Ready when Redis answers, storage is writable and a worker beat recently."""
+    checks: dict[str, Any] = {}
+    try:
+        checks["redis"] = bool(await rt.redis.ping())
+    except Exception:  # any failure to reach Redis means not ready
+        checks["redis"] = False
+    probe = rt.settings.data_dir / f".ready-{secrets.token_hex(4)}"
+    try:
+        rt.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        checks["storage"] = True
+    except OSError:
+        checks["storage"] = False
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    window = max(5.0, rt.settings.worker_heartbeat_seconds * 5)
+    workers = 0
+    if checks["redis"]:
+        workers = int(await rt.redis.zcount(rt.keys.workers, time.time() - window, "+inf"))
+    checks["workers"] = workers
+    ready = checks["redis"] and checks["storage"] and workers > 0
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(rt: RuntimeDep) -> Response:
+    depth = await rt.queues.depth()
+    body = await render_metrics(
+        rt.redis, rt.keys, depth, worker_window=max(5.0, rt.settings.worker_heartbeat_seconds * 5)
+    )
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

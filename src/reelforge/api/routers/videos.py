@@ -1,0 +1,188 @@
+"""The native video API: ``/api/videos``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Header, Query, Request, Response
+from fastapi.responses import FileResponse
+
+from reelforge.api.deps import CurrentOwner, RuntimeDep, StoreDep, VideoId
+from reelforge.api.schemas import (
+    DeletedVideo,
+    ErrorResponse,
+    RegenerateRequest,
+    VideoList,
+    VideoObject,
+    VideoStatusObject,
+    present_status,
+    present_video,
+)
+from reelforge.errors import ConflictError, InvalidRequestError, NotFoundError
+from reelforge.models import GenerationRequest, VideoStatus, parse_generation_request
+from reelforge.videos import cancel_video, create_video, delete_video, regenerate_video
+
+__all__ = ["router"]
+
+router = APIRouter(
+    prefix="/api/videos",
+    tags=["videos"],
+    responses={
+        400: {"model": ErrorResponse},
+        404: {"model": ErrorResponse},
+        409: {"model": ErrorResponse},
+        503: {"model": ErrorResponse},
+    },
+)
+
+_MEDIA_TYPES = {
+    "mp4": "video/mp4",
+    "webm": "video/webm",
+    "jpg": "image/jpeg",
+    "webp": "image/webp",
+}
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequestError(f"malformed JSON: {exc}", code="invalid_json") from None
+
+
+@router.post(
+    "/generate",
+    status_code=202,
+    response_model=VideoObject,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": GenerationRequest.model_json_schema()}},
+        }
+    },
+)
+async def generate_video(
+    request: Request,
+    response: Response,
+    rt: RuntimeDep,
+    owner: CurrentOwner,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> VideoObject:
+    """Queue a new video. Answers 202 with the video and its ``Location``."""
+    body = await _json_body(request)
+    req = parse_generation_request(body)
+    record, created = await create_video(
+        rt, req, owner=owner, idempotency_key=idempotency_key, client_body=body
+    )
+    response.headers["Location"] = f"/api/videos/{record.id}"
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return present_video(record)
+
+
+@router.get("", response_model=VideoList)
+async def list_videos(
+    store: StoreDep,
+    owner: CurrentOwner,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+    status: VideoStatus | None = None,
+) -> VideoList:
+    """Newest first; pass ``next_cursor`` as ``after`` for the next page."""
+    records, has_more = await store.page(owner, limit=limit, after=after, status=status)
+    return VideoList(
+        data=[present_video(r) for r in records],
+        has_more=has_more,
+        next_cursor=records[-1].id if has_more and records else None,
+    )
+
+
+@router.get("/status/{video_id}", response_model=VideoStatusObject)
+async def video_status(
+    video_id: VideoId, store: StoreDep, owner: CurrentOwner
+) -> VideoStatusObject:
+    return present_status(await store.get(video_id, owner=owner))
+
+
+@router.get("/{video_id}", response_model=VideoObject)
+async def get_video(video_id: VideoId, store: StoreDep, owner: CurrentOwner) -> VideoObject:
+    return present_video(await store.get(video_id, owner=owner))
+
+
+@router.post("/{video_id}/regenerate", status_code=202, response_model=VideoObject)
+async def regenerate(
+    video_id: VideoId,
+    response: Response,
+    rt: RuntimeDep,
+    owner: CurrentOwner,
+    overrides: Annotated[RegenerateRequest | None, Body()] = None,
+) -> VideoObject:
+    """A new job from the same request (new seed unless given), linked by ``regenerated_from``."""
+    o = overrides or RegenerateRequest()
+    record = await regenerate_video(
+        rt, video_id, owner=owner, seed=o.seed, prompt=o.prompt, provider=o.provider
+    )
+    response.headers["Location"] = f"/api/videos/{record.id}"
+    return present_video(record)
+
+
+@router.post("/{video_id}/cancel", response_model=VideoObject)
+async def cancel(
+    video_id: VideoId, rt: RuntimeDep, owner: CurrentOwner, response: Response
+) -> VideoObject:
+    """Stop a queued or running video; 202 while its worker winds it down."""
+    record = await cancel_video(rt, video_id, owner=owner)
+    if not record.status.is_terminal:
+        response.status_code = 202
+    return present_video(record)
+
+
+@router.delete("/{video_id}", response_model=DeletedVideo)
+async def delete(video_id: VideoId, rt: RuntimeDep, owner: CurrentOwner) -> DeletedVideo:
+    await delete_video(rt, video_id, owner=owner)
+    return DeletedVideo(id=video_id)
+
+
+@router.get(
+    "/{video_id}/content",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"video/mp4": {}, "video/webm": {}, "image/jpeg": {}}},
+        206: {"description": "Partial content (Range)"},
+        416: {"description": "Range not satisfiable"},
+    },
+)
+async def content(
+    video_id: VideoId,
+    rt: RuntimeDep,
+    owner: CurrentOwner,
+    format: Literal["mp4", "webm", "thumbnail", "spritesheet"] = "mp4",
+) -> FileResponse:
+    """The file, with HTTP Range (206), ``Accept-Ranges``, ``ETag`` and 416."""
+    record = await rt.store.get(video_id, owner=owner)
+    if record.status is not VideoStatus.COMPLETED:
+        raise ConflictError(
+            f"video {video_id} is {record.status.value}; files exist once it is completed",
+            code="video_not_ready",
+        )
+    entry = next((f for f in record.files if f["format"] == format), None)
+    if entry is None:
+        raise NotFoundError(
+            f"video {video_id} has no {format} file; ask for it in formats",
+            code="format_not_available",
+            param="format",
+        )
+    path = rt.settings.videos_dir / video_id / entry["filename"]
+    if not path.is_file():
+        raise NotFoundError(f"the {format} file of {video_id} is gone", code="file_missing")
+    suffix = path.suffix.lstrip(".")
+    return FileResponse(
+        path,
+        media_type=_MEDIA_TYPES.get(suffix, "application/octet-stream"),
+        filename=f"{video_id}.{suffix}" if format in ("mp4", "webm") else None,
+        content_disposition_type="inline",
+    )

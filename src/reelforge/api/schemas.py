@@ -1,0 +1,157 @@
+"""Shapes of the native API's responses, and how a record is shown to clients."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reelforge.models import VideoStatus
+from reelforge.store import VideoRecord
+
+__all__ = [
+    "DeletedVideo",
+    "ErrorBody",
+    "ErrorResponse",
+    "RegenerateRequest",
+    "VideoList",
+    "VideoObject",
+    "VideoStatusObject",
+    "present_status",
+    "present_video",
+]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    param: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class VideoFile(BaseModel):
+    format: str
+    url: str
+    bytes: int
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    grid: dict[str, Any] | None = None
+
+
+class VideoStatusObject(BaseModel):
+    id: str
+    object: Literal["video.status"] = "video.status"
+    status: VideoStatus
+    stage: str
+    progress: int
+    error: dict[str, Any] | None = None
+    updated_at: str
+
+
+class VideoObject(BaseModel):
+    id: str
+    object: Literal["video"] = "video"
+    status: VideoStatus
+    stage: str
+    progress: int
+    prompt: str
+    provider: str
+    seed: int | None
+    request: dict[str, Any]
+    created_at: str
+    updated_at: str
+    completed_at: str | None
+    error: dict[str, Any] | None
+    attempts: list[dict[str, Any]]
+    cost: float
+    files: list[VideoFile]
+    validation: dict[str, Any] | None
+    regenerated_from: str | None
+    metadata: dict[str, str]
+    stage_durations: dict[str, float]
+    timings: dict[str, float]
+    links: dict[str, str]
+
+
+class VideoList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[VideoObject]
+    has_more: bool
+    next_cursor: str | None
+
+
+class DeletedVideo(BaseModel):
+    id: str
+    object: Literal["video.deleted"] = "video.deleted"
+    deleted: bool = True
+
+
+class RegenerateRequest(BaseModel):
+    """Optional overrides for a regenerate; everything else comes from the original."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    prompt: str | None = None
+    provider: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def present_status(rec: VideoRecord) -> VideoStatusObject:
+    return VideoStatusObject(
+        id=rec.id,
+        status=rec.status,
+        stage=rec.stage.value,
+        progress=rec.progress,
+        error=rec.error,
+        updated_at=_iso(rec.updated_at) or "",
+    )
+
+
+def present_video(rec: VideoRecord) -> VideoObject:
+    base = f"/api/videos/{rec.id}"
+    files = [
+        VideoFile(
+            url=f"{base}/content?format={entry['format']}",
+            **{k: v for k, v in entry.items() if k in VideoFile.model_fields and k != "url"},
+        )
+        for entry in rec.files
+    ]
+    return VideoObject(
+        id=rec.id,
+        status=rec.status,
+        stage=rec.stage.value,
+        progress=rec.progress,
+        prompt=rec.request.prompt,
+        provider=rec.provider,
+        seed=rec.request.seed,
+        request=rec.request.model_dump(mode="json"),
+        created_at=_iso(rec.created_at) or "",
+        updated_at=_iso(rec.updated_at) or "",
+        completed_at=_iso(rec.completed_at),
+        error=rec.error,
+        attempts=[a.to_dict() for a in rec.attempts],
+        cost=rec.cost,
+        files=files,
+        validation=rec.validation,
+        regenerated_from=rec.regenerated_from,
+        metadata=rec.request.metadata,
+        stage_durations=rec.stage_durations,
+        timings=rec.timings,
+        links={
+            "self": base,
+            "status": f"/api/videos/status/{rec.id}",
+            "events": f"{base}/events",
+            "ws": f"{base}/ws",
+        },
+    )

@@ -1,0 +1,277 @@
+"""The ``reelforge`` command line (typer + rich).
+
+Every command maps our errors to one red line and an exit code, never a
+traceback: 2 for input that cannot be used (bad options, unreadable file), 1 for a
+run that failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from reelforge.errors import InvalidRequestError, MediaError, ReelforgeError, UnreadableMediaError
+from reelforge.media.probe import MediaInfo, probe
+from reelforge.models import GenerationRequest, parse_generation_request
+from reelforge.pipeline import OutputFile, generate_raw, produce_outputs
+from reelforge.providers import build_provider
+from reelforge.settings import Settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="reelforge",
+    help="Self-hostable AI video generation: generate, validate and serve videos.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+T = TypeVar("T")
+
+
+def _fail(exc: ReelforgeError, exit_code: int) -> NoReturn:
+    line = escape(f"[{exc.code}] {exc.message}")
+    err_console.print(f"[bold red]error[/] {line}", highlight=False, soft_wrap=True)
+    raise typer.Exit(exit_code)
+
+
+def _run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine; our errors become one line and an exit code."""
+    try:
+        return asyncio.run(coro_fn())
+    except (InvalidRequestError, UnreadableMediaError) as exc:
+        _fail(exc, EXIT_BAD_INPUT)
+    except MediaError as exc:
+        _fail(exc, EXIT_BAD_INPUT if exc.code == "output_not_writable" else EXIT_FAILED)
+    except ReelforgeError as exc:
+        _fail(exc, EXIT_FAILED)
+
+
+def _parse_request(**fields: Any) -> GenerationRequest:
+    try:
+        return parse_generation_request({k: v for k, v in fields.items() if v is not None})
+    except InvalidRequestError as exc:
+        _fail(exc, EXIT_BAD_INPUT)
+
+
+def _probe_table(info: MediaInfo, title: str) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("container", info.container)
+    table.add_row("duration", f"{info.duration:.3f} s")
+    table.add_row("size on disk", f"{info.size_bytes:,} bytes")
+    if info.video is not None:
+        v = info.video
+        table.add_row("video", f"{v.codec} {v.width}x{v.height} @ {v.fps:g} fps, {v.pix_fmt}")
+    else:
+        table.add_row("video", "none")
+    if info.audio is not None:
+        a = info.audio
+        table.add_row("audio", f"{a.codec} {a.sample_rate} Hz, {a.channels} ch")
+    else:
+        table.add_row("audio", "none")
+    return table
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What the video should show.")],
+    duration: Annotated[float, typer.Option(help="Length in seconds (0 < d <= 60).")] = 4.0,
+    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT, even sides, 64..1920.")] = "1280x720",
+    fps: Annotated[int, typer.Option(help="Frames per second (1..60).")] = 24,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed; the same seed gives the same video.")
+    ] = None,
+    format: Annotated[str, typer.Option("--format", help="Comma list of mp4, webm.")] = "mp4",
+    provider: Annotated[str | None, typer.Option(help="Provider name from settings.")] = None,
+    out: Annotated[Path, typer.Option(help="Directory for the output files.")] = Path("out"),
+    server: Annotated[
+        str | None, typer.Option(help="Use a running reelforge at this URL instead of in-process.")
+    ] = None,
+) -> None:
+    """Generate a video and write the files to --out (in-process, or via --server)."""
+    settings = Settings()
+    req = _parse_request(
+        prompt=prompt,
+        duration_seconds=duration,
+        size=size,
+        fps=fps,
+        seed=seed if seed is not None or server else secrets.randbelow(2**31),
+        formats=format,
+        provider=provider,
+    )
+    if server is not None:
+        from reelforge.client import generate_via_server
+
+        paths = _run(lambda: generate_via_server(server, req, out, console=err_console))
+        for fmt, path in paths.items():
+            console.print(f"[green]{fmt:<12}[/] {path}", highlight=False)
+        info = _run(lambda: probe(paths[req.formats[0]]))
+        console.print(_probe_table(info, f"{req.formats[0]} summary"))
+        return
+    outputs = _run(lambda: _generate_in_process(req, settings, out))
+    console.print(f"seed {req.seed}", highlight=False)
+    for output in outputs:
+        console.print(f"[green]{output.format:<12}[/] {output.path}", highlight=False)
+    main_output = next(o for o in outputs if o.format in req.formats)
+    info = _run(lambda: probe(main_output.path))
+    console.print(_probe_table(info, f"{main_output.format} summary"))
+
+
+async def _generate_in_process(
+    req: GenerationRequest, settings: Settings, out: Path
+) -> list[OutputFile]:
+    name = req.provider or settings.default_provider
+    provider = build_provider(name, settings)
+    video_id = f"video_{secrets.token_hex(12)}"
+    raw = settings.work_dir / f"{video_id}.raw.mp4"
+    columns = (
+        TextColumn("[bold]{task.description:<11}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
+    try:
+        with Progress(*columns, console=err_console, transient=False) as bar:
+            gen = bar.add_task("generating", total=100)
+            await generate_raw(
+                provider,
+                req,
+                raw,
+                idempotency_key=video_id,
+                poll_interval=settings.providers[name].poll_interval_seconds,
+                on_progress=lambda pct: bar.update(gen, completed=pct),
+            )
+            bar.update(gen, completed=100)
+            proc = bar.add_task("processing", total=100)
+            return await produce_outputs(
+                raw,
+                out,
+                stem=video_id,
+                formats=req.formats,
+                media=settings.media,
+                on_progress=lambda pct: bar.update(proc, completed=pct),
+            )
+    finally:
+        raw.unlink(missing_ok=True)
+        await provider.aclose()
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(help="The video file to check.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Probe FILE and report what it holds. Exit 0 readable, 2 unreadable."""
+    try:
+        info = asyncio.run(probe(file))
+    except UnreadableMediaError as exc:
+        if as_json:
+            report = {"ok": False, "problems": [{**exc.to_dict(), "start": None, "end": None}]}
+            typer.echo(json.dumps(report))
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        _fail(exc, EXIT_BAD_INPUT)
+    if as_json:
+        typer.echo(json.dumps({"ok": True, "problems": [], "probe": info.to_dict()}))
+    else:
+        console.print(_probe_table(info, str(file)))
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default from settings).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
+    workers: Annotated[int, typer.Option(min=0, help="In-process worker sets (0: API only).")] = 1,
+) -> None:
+    """Run the API with in-process workers; starts an embedded Redis if REDIS_URL is unset."""
+    from reelforge.logs import configure_logging
+    from reelforge.server import run_server
+
+    settings = Settings()
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    settings = settings.model_copy(update=overrides)
+    configure_logging(settings)
+
+    def ready(url: str) -> None:
+        err_console.print(
+            f"reelforge is serving on [bold]{url}[/] (Ctrl+C to stop)", highlight=False
+        )
+
+    try:
+        run_server(settings, workers=workers, on_ready=ready)
+    except ReelforgeError as exc:
+        _fail(exc, EXIT_FAILED)
+
+
+@app.command()
+def worker(
+    count: Annotated[
+        int, typer.Option("--workers", min=1, help="Worker sets in this process.")
+    ] = 1,
+) -> None:
+    """Run workers only, against the shared Redis in REDIS_URL."""
+    from reelforge.logs import configure_logging
+    from reelforge.server import run_workers
+
+    settings = Settings()
+    configure_logging(settings)
+    try:
+        run_workers(settings, count=count)
+    except ReelforgeError as exc:
+        _fail(exc, EXIT_FAILED)
+
+
+@app.command()
+def status(
+    video_id: Annotated[str, typer.Argument(help="The video id (video_...).")],
+    server: Annotated[str, typer.Option(help="The reelforge server.")] = "http://127.0.0.1:8000",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the video object as JSON.")
+    ] = False,
+) -> None:
+    """Show a video's status, progress, error and files."""
+    from reelforge.client import fetch_video
+
+    video = _run(lambda: fetch_video(server, video_id))
+    if as_json:
+        typer.echo(json.dumps(video, indent=2))
+        return
+    table = Table(title=video["id"], show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("status", f"{video['status']} ({video['stage']}, {video['progress']}%)")
+    table.add_row("prompt", video["prompt"][:80])
+    table.add_row("provider", video["provider"])
+    if video.get("error"):
+        table.add_row("error", f"[{video['error']['code']}] {video['error']['message']}")
+    for f in video.get("files", []):
+        table.add_row(f["format"], f"{server.rstrip('/')}{f['url']}  ({f['bytes']:,} bytes)")
+    console.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

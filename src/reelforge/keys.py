@@ -1,0 +1,58 @@
+"""Every Redis key name reelforge uses, in one place.
+
+All names start with ``settings.redis_prefix`` so several deployments (or test runs)
+can share one Redis without seeing each other's data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "rf"
+
+    def video(self, video_id: str) -> str:
+        """Hash: the video record."""
+        return f"{self.prefix}:video:{video_id}"
+
+    def events(self, video_id: str) -> str:
+        """Stream: the video's events; entry id ``<seq>-0``."""
+        return f"{self.prefix}:events:{video_id}"
+
+    def owner_index(self, owner: str) -> str:
+        """Sorted set: the owner's video ids by creation time (ms)."""
+        return f"{self.prefix}:owner:{owner}:videos"
+
+    def idempotency(self, owner: str, key: str) -> str:
+        """String: JSON ``{video_id, fingerprint}`` for an Idempotency-Key."""
+        return f"{self.prefix}:idem:{owner}:{key}"
+
+    @property
+    def active(self) -> str:
+        """Sorted set: ids of videos not yet terminal, by last update (s)."""
+        return f"{self.prefix}:active"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set: worker ids by last heartbeat (s)."""
+        return f"{self.prefix}:workers"
+
+    def metric(self, name: str) -> str:
+        """Hash: a counter or histogram family shared by every process."""
+        return f"{self.prefix}:metrics:{name}"
+
+    def hub_wake(self, hub_id: str) -> str:
+        """Stream: nudges one API process's event reader to re-read its subscriptions."""
+        return f"{self.prefix}:hubwake:{hub_id}"
+
+    def queue(self, name: str) -> str:
+        """saq queue name (saq adds its own suffixes)."""
+        return f"{self.prefix}:{name}"
+
+    def pattern(self) -> str:
+        """Matches every key of this prefix (tests clean up with it)."""
+        return f"{self.prefix}:*"

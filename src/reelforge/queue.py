@@ -1,0 +1,106 @@
+"""The two saq queues and how jobs are put on them.
+
+``generate`` (I/O bound: submit, poll, download) and ``process`` (CPU bound: probe,
+transcode, validate). A job's key is derived from the video id, so enqueueing the
+same video twice while its job is queued or running is a no-op: the API, a worker
+and the sweeper may all enqueue without coordinating.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from saq import Queue
+from saq.job import TERMINAL_STATUSES
+from saq.queue.redis import RedisQueue
+
+from reelforge.keys import Keys
+from reelforge.models import Stage
+from reelforge.settings import Settings
+
+__all__ = ["GENERATE_STAGES", "Queues", "SweepingRedisQueue", "job_key"]
+
+GENERATE_STAGES = frozenset({Stage.QUEUED, Stage.SUBMITTING, Stage.GENERATING, Stage.DOWNLOADING})
+PROCESS_STAGES = frozenset({Stage.PROCESSING, Stage.VALIDATING})
+# saq's own job timeout is a hard kill; our deadlines live in the state machine.
+_JOB_TIMEOUT_SECONDS = 6 * 3600
+# A job is retried by saq's sweep each time its worker vanished; give it room.
+_JOB_RETRIES = 1000
+
+
+class SweepingRedisQueue(RedisQueue):
+    """saq's Redis queue, sweeping stuck jobs on our interval instead of once a minute."""
+
+    sweep_lock_seconds: int = 1
+
+    async def sweep(self, lock: int = 60, abort: float = 5.0) -> list[str]:
+        return await super().sweep(lock=min(lock, self.sweep_lock_seconds), abort=abort)
+
+
+def job_key(stage_queue: str, video_id: str) -> str:
+    return f"{stage_queue}:{video_id}"
+
+
+@dataclass(slots=True)
+class Queues:
+    generate: Queue
+    process: Queue
+    heartbeat: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings, redis_url: str) -> Queues:
+        keys = Keys(settings.redis_prefix)
+
+        def build(name: str) -> Queue:
+            client = Redis.from_url(redis_url)
+            queue = SweepingRedisQueue(client, name=keys.queue(name))
+            queue.sweep_lock_seconds = max(1, int(settings.sweep_interval_seconds))
+            return queue
+
+        return cls(
+            generate=build("generate"),
+            process=build("process"),
+            heartbeat=settings.job_heartbeat_seconds,
+        )
+
+    async def connect(self) -> None:
+        await self.generate.connect()
+        await self.process.connect()
+
+    async def disconnect(self) -> None:
+        await self.generate.disconnect()
+        await self.process.disconnect()
+
+    def _queue_for(self, stage: Stage) -> tuple[Queue, str]:
+        if stage in PROCESS_STAGES:
+            return self.process, "process_video"
+        return self.generate, "generate_video"
+
+    async def enqueue_for_stage(self, video_id: str, stage: Stage) -> bool:
+        """Put the job that continues ``video_id`` from ``stage``; False if already there."""
+        queue, function = self._queue_for(stage)
+        job = await queue.enqueue(
+            function,
+            key=job_key(function, video_id),
+            video_id=video_id,
+            timeout=_JOB_TIMEOUT_SECONDS,
+            heartbeat=self.heartbeat,
+            retries=_JOB_RETRIES,
+            retry_delay=0.5,
+        )
+        return job is not None
+
+    async def abort(self, video_id: str) -> None:
+        """Ask whichever worker runs the video's job to stop it now."""
+        for queue, function in ((self.generate, "generate_video"), (self.process, "process_video")):
+            job = await queue.job(job_key(function, video_id))
+            if job is not None and job.status not in TERMINAL_STATUSES:
+                await queue.abort(job, error="cancelled by user")
+
+    async def depth(self) -> dict[str, Any]:
+        return {
+            "generate": await self.generate.count("queued"),
+            "process": await self.process.count("queued"),
+        }

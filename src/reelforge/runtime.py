@@ -1,0 +1,72 @@
+"""The connections and services one process holds, opened and closed together.
+
+API processes and workers both build a :class:`Runtime` from settings; nothing here
+runs at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from reelforge.errors import ServiceUnavailableError
+from reelforge.keys import Keys
+from reelforge.metrics import Metrics
+from reelforge.providers import Provider, build_provider
+from reelforge.queue import Queues
+from reelforge.settings import Settings
+from reelforge.store import VideoStore
+
+__all__ = ["Runtime", "redis_url_of"]
+
+
+def redis_url_of(settings: Settings) -> str:
+    if settings.redis_url is None:
+        raise ServiceUnavailableError("no Redis configured: set REDIS_URL (or use reelforge serve)")
+    return settings.redis_url
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: Redis
+    keys: Keys
+    store: VideoStore
+    queues: Queues
+    metrics: Metrics
+    _providers: dict[str, Provider] = field(default_factory=dict)
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Runtime:
+        url = redis_url_of(settings)
+        redis = Redis.from_url(url, decode_responses=True)
+        keys = Keys(settings.redis_prefix)
+        queues = Queues.from_settings(settings, url)
+        await queues.connect()
+        return cls(
+            settings=settings,
+            redis=redis,
+            keys=keys,
+            store=VideoStore(
+                redis,
+                keys,
+                events_ttl=settings.events_ttl_seconds,
+                idempotency_ttl=settings.idempotency_ttl_seconds,
+            ),
+            queues=queues,
+            metrics=Metrics(redis, keys),
+        )
+
+    def provider(self, name: str) -> Provider:
+        """This process's instance of a provider, built on first use."""
+        if name not in self._providers:
+            self._providers[name] = build_provider(name, self.settings)
+        return self._providers[name]
+
+    async def close(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()
+        self._providers.clear()
+        await self.queues.disconnect()
+        await self.redis.aclose()

@@ -1,0 +1,127 @@
+"""Domain operations on videos: create, regenerate, cancel, delete.
+
+Shared by the native API, the OpenAI-compatible API and the CLI; no HTTP here. A
+request is fully validated before anything is written, so a rejected request
+leaves no trace.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from typing import Any
+
+from reelforge.errors import ConflictError, InvalidRequestError
+from reelforge.models import GenerationRequest, Stage, VideoStatus, parse_generation_request
+from reelforge.runtime import Runtime
+from reelforge.store import VideoRecord, new_video_id, request_fingerprint
+
+__all__ = ["cancel_video", "create_video", "delete_video", "regenerate_video"]
+
+
+def _route(rt: Runtime, req: GenerationRequest) -> str:
+    """The provider for a request: its own choice or the default, if it fits."""
+    name = req.provider or rt.settings.default_provider
+    provider = rt.provider(name)  # UnknownProviderError for names not configured
+    if not provider.capabilities().fits(req):
+        raise InvalidRequestError(
+            f"provider {name!r} cannot make this video (duration, size or fps)",
+            code="unsupported_request",
+            param="provider",
+        )
+    return name
+
+
+async def create_video(
+    rt: Runtime,
+    req: GenerationRequest,
+    *,
+    owner: str,
+    idempotency_key: str | None = None,
+    client_body: dict[str, Any] | None = None,
+    regenerated_from: str | None = None,
+) -> tuple[VideoRecord, bool]:
+    """Store a queued video and enqueue its job. Returns ``(record, created)``.
+
+    With an idempotency key, the same key and body return the first video; the same
+    key with another body is a ConflictError. ``client_body`` is what the client
+    sent (the fingerprint must not see the seed we pick for it).
+    """
+    provider = _route(rt, req)
+    if req.seed is None:
+        req = req.model_copy(update={"seed": secrets.randbelow(2**31)})
+    record = VideoRecord(
+        id=new_video_id(),
+        owner=owner,
+        request=req,
+        provider=provider,
+        regenerated_from=regenerated_from,
+    )
+    fingerprint = None
+    if idempotency_key is not None:
+        if not 1 <= len(idempotency_key) <= 255 or not idempotency_key.isprintable():
+            raise InvalidRequestError(
+                "Idempotency-Key must be 1-255 printable characters",
+                code="invalid_idempotency_key",
+                param="Idempotency-Key",
+            )
+        fingerprint = request_fingerprint(client_body or req.model_dump(mode="json"))
+    record, created = await rt.store.create(
+        record, idempotency_key=idempotency_key, fingerprint=fingerprint
+    )
+    if created:
+        await rt.queues.enqueue_for_stage(record.id, Stage.QUEUED)
+    return record, created
+
+
+async def regenerate_video(
+    rt: Runtime,
+    source_id: str,
+    *,
+    owner: str,
+    seed: int | None = None,
+    prompt: str | None = None,
+    provider: str | None = None,
+) -> VideoRecord:
+    """A new take of an earlier video: same request, a new seed unless one is given."""
+    source = await rt.store.get(source_id, owner=owner)
+    fields = source.request.model_dump()
+    fields["seed"] = seed
+    if prompt is not None:
+        fields["prompt"] = prompt
+    if provider is not None:
+        fields["provider"] = provider
+    req = parse_generation_request(fields)
+    record, _ = await create_video(rt, req, owner=owner, regenerated_from=source.id)
+    return record
+
+
+async def cancel_video(rt: Runtime, video_id: str, *, owner: str) -> VideoRecord:
+    """Ask for a stop. A queued video is cancelled at once; a running one by its worker."""
+    record = await rt.store.get(video_id, owner=owner)
+    if record.status is VideoStatus.CANCELLED:
+        return record
+    if record.status.is_terminal:
+        raise ConflictError(
+            f"video {video_id} is already {record.status.value}", code="video_not_cancellable"
+        )
+    await rt.store.set_fields(video_id, {"cancel_requested": "1"})
+    result = await rt.store.transition(
+        video_id, stage=Stage.CANCELLED, event="cancelled", expect_stage=Stage.QUEUED
+    )
+    if result.applied:
+        await rt.metrics.job_finished(record.provider, "cancelled")
+    else:
+        await rt.queues.abort(video_id)
+    return await rt.store.get(video_id, owner=owner)
+
+
+async def delete_video(rt: Runtime, video_id: str, *, owner: str) -> None:
+    """Remove the record, its events and its files; a running job is stopped first."""
+    record = await rt.store.get(video_id, owner=owner)
+    if not record.status.is_terminal:
+        await rt.store.set_fields(video_id, {"cancel_requested": "1"})
+        await rt.queues.abort(video_id)
+    await rt.store.delete(video_id, owner=owner)
+    for directory in (rt.settings.videos_dir / video_id, rt.settings.work_dir / video_id):
+        shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,81 @@
+"""Test doubles, named Fake…, used by the service tests.
+
+``FakeRemoteProvider`` behaves like a remote generation service: its jobs live in a
+directory, not in the worker that submitted them, so a job outlives a killed worker
+exactly as a real back-end's would. It records every submit, so tests can assert a
+video was submitted (and paid for) exactly once. Configure it as a provider kind:
+
+    REELFORGE_PROVIDERS__SLOW__KIND=tests.fakes:FakeRemoteProvider
+    REELFORGE_PROVIDERS__SLOW__OPTIONS='{"state_dir": "...", "clip": "...", "seconds": 3}'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+from reelforge.errors import RemoteJobLostError
+from reelforge.models import GenerationRequest
+from reelforge.providers.base import Capabilities, RemoteState, RemoteStatus
+from reelforge.settings import ProviderConfig, Settings
+
+
+class FakeRemoteProvider:
+    def __init__(self, *, name: str, config: ProviderConfig, settings: Settings):
+        self.name = name
+        self.state_dir = Path(str(config.options["state_dir"]))
+        self.clip = Path(str(config.options["clip"]))
+        self.seconds = float(config.options.get("seconds", 2.0))
+        self.price = config.price_per_second
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(max_duration_seconds=60, cost_per_second=self.price)
+
+    def _job(self, remote_id: str) -> Path:
+        return self.state_dir / f"{remote_id}.json"
+
+    async def submit(self, req: GenerationRequest, *, idempotency_key: str) -> str:
+        with (self.state_dir / "submits.log").open("a") as log:
+            log.write(idempotency_key + "\n")
+        remote_id = "fake_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
+        if not self._job(remote_id).exists():  # honours idempotency keys
+            self._job(remote_id).write_text(json.dumps({"started": time.time()}))
+        return remote_id
+
+    async def poll(self, remote_id: str) -> RemoteStatus:
+        path = self._job(remote_id)
+        if not path.exists():
+            raise RemoteJobLostError(f"no job {remote_id}")
+        job = json.loads(path.read_text())
+        if job.get("cancelled"):
+            return RemoteStatus(RemoteState.CANCELLED)
+        elapsed = time.time() - job["started"]
+        if elapsed >= self.seconds:
+            return RemoteStatus(RemoteState.SUCCEEDED, progress=100)
+        return RemoteStatus(RemoteState.RUNNING, progress=int(100 * elapsed / self.seconds))
+
+    async def download(self, remote_id: str, dest: Path) -> Path:
+        shutil.copyfile(self.clip, dest)
+        return dest
+
+    async def cancel(self, remote_id: str) -> None:
+        path = self._job(remote_id)
+        if path.exists():
+            job = json.loads(path.read_text())
+            job["cancelled"] = True
+            path.write_text(json.dumps(job))
+            with (self.state_dir / "cancels.log").open("a") as log:
+                log.write(remote_id + "\n")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def submits(state_dir: Path) -> list[str]:
+    """Every idempotency key submitted so far, in order."""
+    log = state_dir / "submits.log"
+    return log.read_text().split() if log.exists() else []
