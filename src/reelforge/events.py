@@ -60,6 +60,7 @@ __all__ = [
     "EventHubClosedError",
     "HubStats",
     "SlowSubscriberError",
+    "StreamEvent",
     "Subscription",
     "is_terminal_event",
 ]
@@ -125,16 +126,29 @@ def _stream_entries(reply: Any) -> Iterable[tuple[str, list[tuple[str, dict[str,
     return cast(Iterable[tuple[str, list[tuple[str, dict[str, str]]]]], reply)
 
 
-def _decode(video_id: str, entry_id: str, fields: dict[str, str]) -> dict[str, Any] | None:
+class StreamEvent(dict[str, Any]):
+    """One event as a dict, plus ``text``: the JSON it is stored as in its stream.
+
+    Fan-out forwards ``text`` instead of encoding the same event once per subscriber.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, data: dict[str, Any], text: str):
+        super().__init__(data)
+        self.text = text
+
+
+def _decode(video_id: str, entry_id: str, fields: dict[str, str]) -> StreamEvent | None:
     try:
-        event = json.loads(fields["data"])
+        text = fields["data"]
+        data = json.loads(text)
     except (KeyError, TypeError, ValueError):
-        event = None
-    if not isinstance(event, dict):
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("seq"), int):
         log.error("malformed event skipped", video_id=video_id, entry_id=entry_id)
         return None
-    event.setdefault("seq", _seq_of(entry_id))
-    return cast(dict[str, Any], event)
+    return StreamEvent(data, text)
 
 
 class Subscription:
@@ -159,8 +173,8 @@ class Subscription:
         self.video_id = video_id
         self._hub = hub
         self._high = after  # highest seq buffered so far: everything <= it is a duplicate
-        self._replay: deque[dict[str, Any]] = deque()
-        self._live: deque[dict[str, Any]] = deque()
+        self._replay: deque[StreamEvent] = deque()
+        self._live: deque[StreamEvent] = deque()
         self._ready = asyncio.Event()
         self._error: Exception | None = None
         self._stream_over = False  # the terminal event is buffered, or no stream is left
@@ -210,7 +224,7 @@ class Subscription:
     def __aiter__(self) -> Subscription:
         return self
 
-    async def __anext__(self) -> dict[str, Any]:
+    async def __anext__(self) -> StreamEvent:
         """The next event; waits for a live one when none is buffered.
 
         Safe to cancel while waiting (e.g. under ``asyncio.timeout`` for a
@@ -238,7 +252,7 @@ class Subscription:
 
     # -- called by the hub, synchronously, from its read loop ------------------------
 
-    def _buffer_replay(self, events: list[dict[str, Any]], over: bool) -> None:
+    def _buffer_replay(self, events: list[StreamEvent], over: bool) -> None:
         for event in events:
             seq = int(event["seq"])
             if seq <= self._high:
@@ -251,7 +265,7 @@ class Subscription:
         # stream that expired or was deleted: joining the hub would wait forever.
         self._stream_over = over
 
-    def _offer(self, event: dict[str, Any], seq: int, limit: int) -> bool:
+    def _offer(self, event: StreamEvent, seq: int, limit: int) -> bool:
         """Buffer a live event; False when the buffer is full (the hub then drops us)."""
         if seq <= self._high:
             return True  # already replayed
@@ -387,9 +401,7 @@ class EventHub:
         if self._task is None:
             raise EventHubClosedError("the event hub is not running")
 
-    async def _read_since(
-        self, video_id: str, after: int
-    ) -> tuple[list[dict[str, Any]], int, bool]:
+    async def _read_since(self, video_id: str, after: int) -> tuple[list[StreamEvent], int, bool]:
         """Events with seq > ``after``; the seq the stream ended at when read; and
         whether the stream is over (its last event is terminal, or it is gone).
 
@@ -522,7 +534,7 @@ class EventHub:
                         del self._feeds[video_id]
                     break
 
-    def _deliver(self, feed: _Feed, event: dict[str, Any], seq: int) -> None:
+    def _deliver(self, feed: _Feed, event: StreamEvent, seq: int) -> None:
         for subscription in list(feed.subscribers):
             if subscription._offer(event, seq, self._max_queued):
                 self.stats.delivered += 1

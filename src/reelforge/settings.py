@@ -75,6 +75,18 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("REDIS_URL", "REELFORGE_REDIS_URL", "redis_url")
     )
     default_provider: str = "local"
+    # OpenAI-compatible model names -> provider names ("" = the default provider).
+    model_routes: dict[str, str] = Field(
+        default_factory=lambda: {
+            "sora-2": "",
+            "sora-2-pro": "",
+            "sora-2-2025-10-06": "",
+            "sora-2-pro-2025-10-06": "",
+            "sora-2-2025-12-08": "",
+        }
+    )
+    # How long finished files stay downloadable (`expires_at` of /v1/videos); 0 = forever.
+    retention_seconds: int = 0
     providers: dict[str, ProviderConfig] = Field(default_factory=_default_providers)
     media: MediaSettings = Field(default_factory=MediaSettings)
     log_level: str = "INFO"
@@ -115,6 +127,11 @@ class Settings(BaseSettings):
     @property
     def videos_dir(self) -> Path:
         return self.data_dir / "videos"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Input reference images clients uploaded."""
+        return self.data_dir / "uploads"
 
     @property
     def work_dir(self) -> Path:

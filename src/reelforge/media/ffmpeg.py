@@ -32,6 +32,12 @@ def ffmpeg_exe() -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
+def _yield_cpu() -> None:
+    # Runs in the child before exec: transcodes are batch work; the API, workers and
+    # Redis on the same cores must stay responsive, so ffmpeg runs at a lower priority.
+    os.nice(10)
+
+
 def stderr_tail(stderr: bytes, lines: int = _STDERR_TAIL_LINES) -> str:
     text = stderr.decode("utf-8", errors="replace").strip().splitlines()
     return "\n".join(text[-lines:])
@@ -58,6 +64,7 @@ async def run_ffmpeg(
         args = ["-progress", "pipe:1", "-nostats", *args]
     proc = await asyncio.create_subprocess_exec(
         *ffmpeg_command(args),
+        preexec_fn=_yield_cpu,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL if on_time is None else asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 import structlog
 from fastapi import APIRouter, Header, Query, WebSocket
@@ -24,7 +23,7 @@ from starlette.websockets import WebSocketDisconnect
 from reelforge.api.deps import CurrentOwner, HubDep, StoreDep, VideoId
 from reelforge.api.schemas import ErrorResponse
 from reelforge.errors import InvalidRequestError, NotFoundError, ReelforgeError
-from reelforge.events import EventHub, EventHubClosedError, SlowSubscriberError
+from reelforge.events import EventHub, EventHubClosedError, SlowSubscriberError, StreamEvent
 from reelforge.runtime import Runtime
 from reelforge.store import is_valid_video_id
 
@@ -60,10 +59,10 @@ def parse_after(value: str | None, *, param: str = "after") -> int:
     return int(text)
 
 
-def format_sse(event: dict[str, Any]) -> bytes:
-    # json.dumps never emits a newline here, so the event fits one ``data:`` line.
-    data = json.dumps(event, separators=(",", ":"))
-    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {data}\n\n".encode()
+def format_sse(event: StreamEvent) -> bytes:
+    # The stored JSON is one line (no encoder we use emits newlines), so it fits one
+    # ``data:`` field; forwarding it saves an encode per subscriber.
+    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {event.text}\n\n".encode()
 
 
 async def sse_stream(
@@ -150,7 +149,7 @@ async def _forward_events(websocket: WebSocket, hub: EventHub, video_id: str, af
     async def send_events() -> None:
         async with hub.subscribe(video_id, after) as events:
             async for event in events:
-                await websocket.send_text(json.dumps(event, separators=(",", ":")))
+                await websocket.send_text(event.text)
 
     async def until_client_leaves() -> None:
         # Clients send nothing we need; reading is how a departure is noticed at once.
