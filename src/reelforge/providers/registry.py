@@ -26,9 +26,17 @@ def _build_local(name: str, config: ProviderConfig, settings: Settings) -> Provi
     return provider
 
 
+def _build_openai(name: str, config: ProviderConfig, settings: Settings) -> Provider:
+    from reelforge.providers.openai import OpenAIVideosProvider
+
+    provider: Provider = OpenAIVideosProvider(name=name, config=config, settings=settings)
+    return provider
+
+
 # Adapter kinds. Imports are deferred so building one adapter never imports the others.
 _FACTORIES: dict[str, ProviderFactory] = {
     "local": _build_local,
+    "openai": _build_openai,
 }
 
 

@@ -1,0 +1,7 @@
+"""OpenAI-compatible ``/v1/videos`` API (being written)."""
+
+from fastapi import APIRouter
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["openai"])

@@ -1,0 +1,237 @@
+"""The ``openai`` provider: any OpenAI-compatible ``/v1/videos`` server.
+
+LiteLLM's proxy, SGLang's diffusion server, Azure, another reelforge. Plain httpx
+rather than the SDK, so that retries happen once, in our policy, and every HTTP
+answer is translated to our errors in one table (:func:`_raise_for`):
+
+    401/403 → ProviderAuthError (never retried)
+    400/422 → ProviderRejectedError with the server's message and code
+    404     → RemoteJobLostError (the remote job is gone)
+    429     → RateLimitedError with Retry-After
+    408/409/5xx, timeouts, connection errors → retryable provider errors
+
+OpenAI's own Sora API was shut down on 2026-09-24: pointing this provider at
+api.openai.com fails at once with a clear error that names the alternatives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlparse
+
+import httpx
+
+from reelforge.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderRejectedError,
+    ProviderUnavailableError,
+    RateLimitedError,
+    RemoteJobLostError,
+    UnreadableMediaError,
+)
+from reelforge.media.ffmpeg import atomic_output
+from reelforge.media.probe import probe
+from reelforge.models import GenerationRequest
+from reelforge.providers.base import Capabilities, RemoteState, RemoteStatus
+from reelforge.settings import ProviderConfig, Settings
+
+__all__ = ["SORA_SHUTDOWN_MESSAGE", "OpenAIVideosProvider"]
+
+SPEC_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
+SPEC_SECONDS = (4.0, 8.0, 12.0)
+SORA_SHUTDOWN_MESSAGE = (
+    "OpenAI shut its Sora video API down on 2026-09-24, so api.openai.com no longer "
+    "generates videos. Point this provider's base_url at an OpenAI-compatible video "
+    "server instead: a LiteLLM proxy (/v1/videos, routing to Veo, Runway and others), "
+    "SGLang's diffusion server, Azure OpenAI, or another reelforge."
+)
+_STATES = {
+    "queued": RemoteState.QUEUED,
+    "in_progress": RemoteState.RUNNING,
+    "completed": RemoteState.SUCCEEDED,
+    "failed": RemoteState.FAILED,
+}
+
+
+def _error_fields(response: httpx.Response) -> tuple[str, str | None]:
+    """The server's message and code from an OpenAI-shaped error body, if any."""
+    try:
+        error = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    message = error.get("message") if isinstance(error, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return str(message or f"HTTP {response.status_code}"), (str(code) if code else None)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    with contextlib.suppress(KeyError, ValueError):
+        return float(response.headers["retry-after-ms"]) / 1000
+    with contextlib.suppress(KeyError, ValueError):
+        return float(response.headers["retry-after"])
+    return None
+
+
+def _raise_for(response: httpx.Response, *, what: str) -> None:
+    status = response.status_code
+    if status < 400:
+        return
+    message, code = _error_fields(response)
+    detail = f"{what}: {message}"
+    if status in (401, 403):
+        raise ProviderAuthError(detail)
+    if status in (400, 422):
+        raise ProviderRejectedError(detail, code=code or "provider_rejected_request")
+    if status == 404:
+        raise RemoteJobLostError(detail)
+    if status == 429:
+        raise RateLimitedError(detail, retry_after=_retry_after(response))
+    raise ProviderUnavailableError(detail, code="provider_unavailable" if status >= 500 else None)
+
+
+class OpenAIVideosProvider:
+    """Drives one OpenAI-compatible video server."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        config: ProviderConfig,
+        settings: Settings,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        if not config.base_url:
+            raise ProviderRejectedError(
+                f"provider {name!r} needs base_url (an OpenAI-compatible /v1 endpoint)",
+                code="provider_misconfigured",
+            )
+        self.name = name
+        self._config = config
+        self._uploads = settings.uploads_dir
+        self._model = str(config.options.get("model", "sora-2"))
+        self._shut_down = (urlparse(config.base_url).hostname or "").endswith("api.openai.com")
+        headers = {"User-Agent": "reelforge"}
+        if config.api_key is not None:
+            headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
+        self._client = httpx.AsyncClient(
+            base_url=config.base_url.rstrip("/") + "/",
+            headers=headers,
+            timeout=httpx.Timeout(
+                config.timeout_seconds, connect=min(10.0, config.timeout_seconds)
+            ),
+            transport=transport,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+        )
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            max_duration_seconds=max(SPEC_SECONDS),
+            durations=SPEC_SECONDS,
+            sizes=SPEC_SIZES,
+            audio=True,
+            image_input=True,
+            cost_per_second=self._config.price_per_second,
+        )
+
+    async def _request(self, method: str, url: str, *, what: str, **kw: Any) -> httpx.Response:
+        if self._shut_down:
+            raise ProviderRejectedError(SORA_SHUTDOWN_MESSAGE, code="sora_api_shut_down")
+        try:
+            response = await self._client.request(method, url, **kw)
+        except httpx.TimeoutException as exc:
+            raise ProviderUnavailableError(
+                f"{what}: timed out ({exc})", code="provider_timeout"
+            ) from None
+        except httpx.TransportError as exc:
+            raise ProviderUnavailableError(f"{what}: {exc}", code="provider_unreachable") from None
+        _raise_for(response, what=what)
+        return response
+
+    async def submit(self, req: GenerationRequest, *, idempotency_key: str) -> str:
+        fields = {
+            "model": str(req.metadata.get("openai_model", self._model)),
+            "prompt": req.prompt,
+            "seconds": str(int(req.duration_seconds)),
+            "size": req.size or "1280x720",
+        }
+        headers = {"Idempotency-Key": idempotency_key}
+        if req.image is None:
+            response = await self._request(
+                "POST", "videos", what="create video", json=fields, headers=headers
+            )
+        else:
+            image = (self._uploads / req.image).read_bytes()
+            files = {"input_reference": (req.image, image, "application/octet-stream")}
+            response = await self._request(
+                "POST", "videos", what="create video", data=fields, files=files, headers=headers
+            )
+        remote_id = response.json().get("id")
+        if not isinstance(remote_id, str) or not remote_id:
+            raise ProviderUnavailableError("create video: the answer had no video id")
+        return remote_id
+
+    async def poll(self, remote_id: str) -> RemoteStatus:
+        response = await self._request("GET", f"videos/{remote_id}", what="retrieve video")
+        video = response.json()
+        state = _STATES.get(str(video.get("status")))
+        if state is None:
+            raise ProviderUnavailableError(
+                f"retrieve video: unknown status {video.get('status')!r}"
+            )
+        error = video.get("error") or {}
+        return RemoteStatus(
+            state=state,
+            progress=max(0, min(100, int(video.get("progress") or 0))),
+            error_code=error.get("code") if state is RemoteState.FAILED else None,
+            error_message=error.get("message") if state is RemoteState.FAILED else None,
+        )
+
+    async def download(self, remote_id: str, dest: Path) -> Path:
+        async with atomic_output(dest) as partial:
+            await self._fetch(f"videos/{remote_id}/content", {"variant": "video"}, partial)
+            try:
+                await probe(partial)
+            except UnreadableMediaError as exc:
+                # A cut or garbled transfer: fetching again may well succeed.
+                raise ProviderError(
+                    f"download of {remote_id} is not a readable video ({exc.message})",
+                    code="corrupt_download",
+                ) from None
+        return dest
+
+    async def _fetch(self, url: str, params: dict[str, str], target: Path) -> None:
+        if self._shut_down:
+            raise ProviderRejectedError(SORA_SHUTDOWN_MESSAGE, code="sora_api_shut_down")
+        try:
+            async with self._client.stream("GET", url, params=params) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    _raise_for(response, what="download video")
+                expected = response.headers.get("content-length")
+                received = 0
+                with target.open("wb") as out:
+                    async for chunk in response.aiter_bytes():
+                        out.write(chunk)
+                        received += len(chunk)
+        except httpx.TimeoutException as exc:
+            raise ProviderUnavailableError(
+                f"download: timed out ({exc})", code="provider_timeout"
+            ) from None
+        except httpx.TransportError as exc:
+            _cut(f"download of {url} was cut off: {exc}")
+        if expected is not None and expected.isdigit() and int(expected) != received:
+            _cut(f"download of {url} got {received} of {expected} bytes")
+
+    async def cancel(self, remote_id: str) -> None:
+        with contextlib.suppress(RemoteJobLostError):
+            await self._request("DELETE", f"videos/{remote_id}", what="delete video")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _cut(message: str) -> NoReturn:
+    raise ProviderError(message, code="truncated_download")
