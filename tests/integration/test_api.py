@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -296,3 +297,54 @@ async def test_readyz_without_workers_is_not_ready(service_settings: Settings) -
         ready = await svc.client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["checks"] == {"redis": True, "storage": True, "workers": 0}
+
+
+async def test_cli_generate_with_server_follows_events_and_downloads_files(
+    service: Service, tmp_path: Path
+) -> None:
+    out = tmp_path / "downloads"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "reelforge",
+        "generate",
+        "golden stars drifting at night",
+        "--server",
+        service.base_url,
+        "--duration",
+        "1",
+        "--size",
+        "160x90",
+        "--fps",
+        "12",
+        "--format",
+        "mp4,webm",
+        "--out",
+        str(out),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await proc.communicate()
+    assert proc.returncode == 0, stderr.decode()
+    assert "completed" in stderr.decode()  # the progress bar shows the stages
+    names = sorted(p.name.split(".", 1)[1] for p in out.iterdir())
+    assert names == ["mp4", "sprites.jpg", "thumb.jpg", "webm"]
+    info = await probe(next(out.glob("*.mp4")))
+    assert info.video is not None and (info.video.width, info.video.height) == (160, 90)
+    video_id = next(out.glob("*.mp4")).name.split(".")[0]
+
+    status = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "reelforge",
+        "status",
+        video_id,
+        "--server",
+        service.base_url,
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    printed, _ = await status.communicate()
+    assert status.returncode == 0
+    assert json.loads(printed)["status"] == "completed"
+    assert "mp4" in stdout.decode()
