@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -119,6 +120,7 @@ def service_env(settings: Settings, extra: Mapping[str, str] | None = None) -> d
             "REELFORGE_SWEEP_INTERVAL_SECONDS": str(settings.sweep_interval_seconds),
             "REELFORGE_WORKER_HEARTBEAT_SECONDS": str(settings.worker_heartbeat_seconds),
             "REELFORGE_PROCESS_CONCURRENCY": str(settings.process_concurrency),
+            "REELFORGE_GENERATE_CONCURRENCY": str(settings.generate_concurrency),
             "REELFORGE_LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(REPO),
         }
@@ -128,9 +130,14 @@ def service_env(settings: Settings, extra: Mapping[str, str] | None = None) -> d
             continue
         prefix = f"REELFORGE_PROVIDERS__{name.upper()}__"
         env[prefix + "KIND"] = config.kind
-        env[prefix + "OPTIONS"] = __import__("json").dumps(config.options)
+        env[prefix + "OPTIONS"] = json.dumps(config.options)
         env[prefix + "POLL_INTERVAL_SECONDS"] = str(config.poll_interval_seconds)
         env[prefix + "PRICE_PER_SECOND"] = str(config.price_per_second)
+        env[prefix + "TIMEOUT_SECONDS"] = str(config.timeout_seconds)
+        if config.base_url:
+            env[prefix + "BASE_URL"] = config.base_url
+        if config.api_key is not None:
+            env[prefix + "API_KEY"] = config.api_key.get_secret_value()
     if extra:
         env.update(extra)
     return env

@@ -23,6 +23,12 @@ A video new to the hub would otherwise wait for the running ``XREAD`` to time ou
 the hub therefore also reads a private "wake" stream (``keys.hub_wake(hub_id)``)
 and a new subscription nudges it with an ``XADD``.
 
+Each subscription buffers at most ``max_queued`` live events: one that falls
+further behind is dropped (:class:`SlowSubscriberError`) instead of holding up
+the others, and its client resumes from the last seq it received. When a read
+fails (Redis restarting), the loop backs off and reads again from the same
+positions; subscriptions stay attached and miss nothing.
+
 The blocking ``XREAD`` runs on the hub's own connection, never on the shared
 client: it would hold a pooled connection for seconds at a time, and the shared
 client's socket timeout (redis-py's default is 5 s) would cut blocks short. The
@@ -165,11 +171,13 @@ class Subscription:
     :class:`SlowSubscriberError` when the hub dropped this subscription for falling
     behind, and :class:`EventHubClosedError` when the hub stopped; both only after
     every event already buffered, so the consumer can resume from the last seq it
-    saw. Waiting for the next event may be cancelled (``asyncio.timeout`` around
-    ``anext(events)`` gives a heartbeat) without losing anything.
+    saw. Waiting may be cancelled without losing anything. Consumers that need a
+    heartbeat subscribe with ``idle_after`` and loop on :meth:`next_or_idle`.
     """
 
-    def __init__(self, hub: EventHub, video_id: str, after: int):
+    def __init__(
+        self, hub: EventHub, video_id: str, after: int, *, idle_after: float | None = None
+    ):
         self.video_id = video_id
         self._hub = hub
         self._high = after  # highest seq buffered so far: everything <= it is a duplicate
@@ -181,6 +189,13 @@ class Subscription:
         self._finished = False
         self._entered = False
         self._exited = False
+        # Idle detection with one timer per subscription that re-arms itself, instead
+        # of a timeout per wait: with hundreds of subscribers, a timer created and
+        # cancelled per event per subscriber is a large share of the fan-out cost.
+        self._idle_after = idle_after
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_due = False
+        self._last_sent = 0.0
 
     @property
     def finished(self) -> bool:
@@ -211,6 +226,10 @@ class Subscription:
             # subscription was listening: read that gap, then check again.
             events, end, over = await hub._read_since(self.video_id, self._high)
             self._buffer_replay(events, over)
+        if self._idle_after is not None:
+            loop = asyncio.get_running_loop()
+            self._last_sent = loop.time()
+            self._idle_timer = loop.call_at(self._last_sent + self._idle_after, self._check_idle)
         return self
 
     async def __aexit__(
@@ -234,21 +253,68 @@ class Subscription:
             raise StopAsyncIteration
         if not self._entered or self._exited:
             raise RuntimeError("use the Subscription inside 'async with'")
-        while True:
-            if self._replay:
-                event = self._replay.popleft()
-            elif self._live:
-                event = self._live.popleft()
-            elif self._error is not None:
+        while (event := self._pop()) is None:
+            if self._error is not None:
                 raise self._error
-            else:
-                self._ready.clear()
-                await self._ready.wait()
-                continue
-            if is_terminal_event(event):
-                self._finished = True
-                self._leave()
-            return event
+            self._ready.clear()
+            await self._ready.wait()
+        return event
+
+    async def next_or_idle(self) -> StreamEvent | None:
+        """The next event, or ``None`` when none came for ``idle_after`` seconds.
+
+        Meant for a loop ``while not events.finished``; without ``idle_after`` it
+        never returns ``None``.
+        """
+        if self.finished:
+            raise RuntimeError("the subscription has finished")
+        if not self._entered or self._exited:
+            raise RuntimeError("use the Subscription inside 'async with'")
+        while (event := self._pop()) is None:
+            if self._error is not None:
+                raise self._error
+            if self._idle_due:
+                self._idle_due = False
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        return event
+
+    def take_buffered(self) -> list[StreamEvent]:
+        """The events already buffered, without waiting (none past the terminal one).
+
+        A consumer that fell behind sends them in one write instead of one each.
+        """
+        taken: list[StreamEvent] = []
+        while not self._finished and (event := self._pop()) is not None:
+            taken.append(event)
+        return taken
+
+    def _pop(self) -> StreamEvent | None:
+        if self._replay:
+            event = self._replay.popleft()
+        elif self._live:
+            event = self._live.popleft()
+        else:
+            return None
+        self._idle_due = False
+        if self._idle_timer is not None:
+            self._last_sent = asyncio.get_running_loop().time()
+        if is_terminal_event(event):
+            self._finished = True
+            self._leave()
+        return event
+
+    def _check_idle(self) -> None:
+        assert self._idle_after is not None  # noqa: S101 - only armed with idle_after
+        loop = asyncio.get_running_loop()
+        due = self._last_sent + self._idle_after
+        if loop.time() >= due:
+            self._idle_due = True
+            self._last_sent = loop.time()  # the heartbeat counts as sent
+            self._ready.set()
+            due = self._last_sent + self._idle_after
+        self._idle_timer = loop.call_at(due, self._check_idle)
 
     # -- called by the hub, synchronously, from its read loop ------------------------
 
@@ -283,6 +349,9 @@ class Subscription:
         self._ready.set()
 
     def _leave(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         if self._entered and not self._exited:
             self._exited = True
             self._hub._detach(self)
@@ -329,6 +398,7 @@ class EventHub:
         self._reader: Redis | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._closing = False
         self._background: set[asyncio.Task[None]] = set()
         # Replays use the shared pool, which refuses (not queues) past its size:
         # a crowd of clients reconnecting at once must not exhaust it.
@@ -357,6 +427,7 @@ class EventHub:
         if self._task is not None:
             return
         self._stopping = False
+        self._closing = False
         self._reader = self._open_reader()
         self._task = asyncio.create_task(self._read_loop(), name=f"event-hub-{self.hub_id}")
 
@@ -376,29 +447,45 @@ class EventHub:
             await self._reader.aclose()
             self._reader = None
         await asyncio.wait(pending)
-        closed = EventHubClosedError("the event hub stopped; reconnect to resume")
+        self.close_subscriptions()
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.delete(self._wake_key)
+
+    def close_subscriptions(self) -> None:
+        """End every subscription with :class:`EventHubClosedError`, and refuse new ones.
+
+        For a server that begins to shut down: uvicorn waits for open responses to
+        finish before the app's lifespan (and :meth:`stop`) runs, and an event stream
+        only finishes with its video. Consumers end their streams cleanly and clients
+        resume elsewhere from their last seq.
+        """
+        self._closing = True
+        closed = EventHubClosedError("the server is stopping; reconnect to resume")
         for feed in self._feeds.values():
             for subscription in feed.subscribers:
                 subscription._fail(closed)
         self._feeds.clear()
-        with contextlib.suppress(RedisError, OSError):
-            await self._redis.delete(self._wake_key)
 
-    def subscribe(self, video_id: str, after: int = 0) -> Subscription:
+    def subscribe(
+        self, video_id: str, after: int = 0, *, idle_after: float | None = None
+    ) -> Subscription:
         """Events of ``video_id`` with ``seq > after``: the replay, then live ones.
 
         Returns a :class:`Subscription`, to be entered with ``async with`` and
         iterated. The caller checks that the video exists (and is the caller's):
-        the hub only reads streams.
+        the hub only reads streams. ``idle_after`` (seconds) enables
+        :meth:`Subscription.next_or_idle`, for consumers that send heartbeats.
         """
         if after < 0:
             raise InvalidRequestError("after must be >= 0", code="invalid_after", param="after")
-        return Subscription(self, video_id, after)
+        if idle_after is not None and idle_after <= 0:
+            raise ValueError("idle_after must be positive")
+        return Subscription(self, video_id, after, idle_after=idle_after)
 
     # -- internals shared with Subscription ---------------------------------------
 
     def _ensure_running(self) -> None:
-        if self._task is None:
+        if self._task is None or self._closing:
             raise EventHubClosedError("the event hub is not running")
 
     async def _read_since(self, video_id: str, after: int) -> tuple[list[StreamEvent], int, bool]:

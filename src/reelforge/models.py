@@ -109,7 +109,7 @@ class GenerationRequest(BaseModel):
     negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
     # Input reference image: the name of a file the API stored under
     # ``settings.uploads_dir`` (clients upload it; the API never trusts a path).
-    image: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    image: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
     provider: str | None = Field(default=None, min_length=1, max_length=64)
     formats: tuple[OutputFormat, ...] = ("mp4",)
     webhook_url: str | None = Field(default=None, max_length=2048)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from saq import Queue
 from saq.job import TERMINAL_STATUSES
 from saq.queue.redis import RedisQueue
@@ -53,15 +53,20 @@ class Queues:
     def from_settings(cls, settings: Settings, redis_url: str) -> Queues:
         keys = Keys(settings.redis_prefix)
 
-        def build(name: str) -> Queue:
-            client = Redis.from_url(redis_url)
+        def build(name: str, concurrency: int) -> Queue:
+            # saq parks each idle worker slot in a blocking dequeue on its own
+            # connection: the pool must hold one per slot, plus upkeep.
+            pool = BlockingConnectionPool.from_url(
+                redis_url, max_connections=concurrency + 20, timeout=30
+            )
+            client = Redis(connection_pool=pool)
             queue = SweepingRedisQueue(client, name=keys.queue(name))
             queue.sweep_lock_seconds = max(1, int(settings.sweep_interval_seconds))
             return queue
 
         return cls(
-            generate=build("generate"),
-            process=build("process"),
+            generate=build("generate", settings.generate_concurrency),
+            process=build("process", settings.process_concurrency),
             heartbeat=settings.job_heartbeat_seconds,
         )
 
@@ -91,6 +96,29 @@ class Queues:
             retry_delay=0.5,
         )
         return job is not None
+
+    async def live_jobs(self, video_ids: list[str]) -> set[str]:
+        """Which of these videos have a saq job queued or running, in one round trip."""
+        checks: list[tuple[str, Queue, str]] = [
+            (video_id, queue, queue.job_id(job_key(function, video_id)))
+            for video_id in video_ids
+            for queue, function in (
+                (self.generate, "generate_video"),
+                (self.process, "process_video"),
+            )
+        ]
+        if not checks:
+            return set()
+        redis = self.generate.redis  # type: ignore[attr-defined]
+        async with redis.pipeline(transaction=False) as pipe:
+            for _, queue, job_id in checks:
+                pipe.zscore(queue.namespace("incomplete"), job_id)  # type: ignore[attr-defined]
+            scores = await pipe.execute()
+        return {
+            video_id
+            for (video_id, _, _), score in zip(checks, scores, strict=True)
+            if score is not None
+        }
 
     async def abort(self, video_id: str) -> None:
         """Ask whichever worker runs the video's job to stop it now."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from reelforge.errors import ServiceUnavailableError
 from reelforge.keys import Keys
@@ -40,7 +40,12 @@ class Runtime:
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:
         url = redis_url_of(settings)
-        redis = Redis.from_url(url, decode_responses=True)
+        # Bursts (1000 jobs polling, 500 SSE clients joining) must wait for a pooled
+        # connection, not fail with "Too many connections".
+        pool = BlockingConnectionPool.from_url(
+            url, decode_responses=True, max_connections=settings.redis_max_connections, timeout=10
+        )
+        redis = Redis(connection_pool=pool)
         keys = Keys(settings.redis_prefix)
         queues = Queues.from_settings(settings, url)
         await queues.connect()
@@ -69,4 +74,4 @@ class Runtime:
             await provider.aclose()
         self._providers.clear()
         await self.queues.disconnect()
-        await self.redis.aclose()
+        await self.redis.aclose(close_connection_pool=True)

@@ -87,7 +87,16 @@ def _is_loopback(host: str) -> bool:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, minus re-raising the signal after shutdown: we still have cleanup to do."""
+    """uvicorn, minus re-raising the signal after shutdown (we still have cleanup to
+    do), and ending open event streams first: uvicorn waits for open responses before
+    the app's shutdown runs, and an event stream only ends with its video."""
+
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        app = self.config.app
+        hub = getattr(getattr(app, "state", None), "hub", None)
+        if hub is not None:
+            hub.close_subscriptions()
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -120,6 +129,7 @@ async def _serve_async(settings: Settings, workers: int, on_ready: Any) -> None:
             access_log=False,
             lifespan="on",
             ws="websockets-sansio",
+            timeout_graceful_shutdown=10,
         )
         server = _Server(config)
         on_ready(f"http://{settings.host}:{settings.port}")

@@ -94,6 +94,7 @@ class Settings(BaseSettings):
 
     # Service (API + workers).
     redis_prefix: str = "rf"  # every key and queue name starts with it; tests use their own
+    redis_max_connections: int = 200
     max_body_bytes: int = 1_048_576
     generate_concurrency: int = 50  # I/O bound: submit, poll, download
     process_concurrency: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))

@@ -494,10 +494,12 @@ class WorkerProcess:
 
     async def sweep_once(self) -> int:
         """Re-enqueue live videos whose job is gone (API died before enqueue, a
-        Redis restart, ...). Enqueue is a no-op for jobs that are still there."""
-        idle = self.rt.settings.job_heartbeat_seconds
+        Redis restart, ...). Jobs still queued or running are left alone, found in
+        one round trip, so a sweep stays cheap with thousands of videos in flight."""
+        idle = await self.rt.store.active_ids(idle_for=self.rt.settings.job_heartbeat_seconds)
+        orphans = set(idle) - await self.rt.queues.live_jobs(idle)
         requeued = 0
-        for video_id in await self.rt.store.active_ids(idle_for=idle):
+        for video_id in orphans:
             try:
                 rec = await self.rt.store.get(video_id)
             except ReelforgeError:

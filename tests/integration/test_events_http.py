@@ -314,3 +314,27 @@ async def test_a_ws_client_that_leaves_is_detached_from_the_hub(server: Server) 
 
 async def _no_subscribers(hub: EventHub) -> bool:
     return hub.subscriber_count == 0 and hub.video_count == 0
+
+
+async def test_closing_the_hubs_subscriptions_ends_sse_streams_cleanly(server: Server) -> None:
+    video_id = await new_video(server.runtime)
+    async with server.client.stream("GET", f"/api/videos/{video_id}/events") as response:
+        events = parse_sse(response.aiter_lines())
+        await asyncio.wait_for(anext(events), 10)
+        server.hub.close_subscriptions()  # what a server that starts shutting down does
+        rest = await asyncio.wait_for(_collect(events), 10)
+
+    assert rest == []  # a complete body without a terminal event: the client resumes
+
+
+async def test_closing_the_hubs_subscriptions_closes_websockets_with_1001(
+    server: Server,
+) -> None:
+    video_id = await new_video(server.runtime)
+    async with connect(f"{server.ws_url}/api/videos/{video_id}/ws") as ws:
+        await asyncio.wait_for(ws.recv(), 10)
+        server.hub.close_subscriptions()
+        with pytest.raises(websockets.ConnectionClosedOK):
+            await asyncio.wait_for(ws.recv(), 10)
+
+    assert ws.close_code == 1001

@@ -383,6 +383,6 @@ def test_capabilities_come_from_the_config(settings: Settings) -> None:
         max_duration_seconds=60.0,
         max_fps=60,
         audio=True,
-        image_input=False,
+        image_input=True,
         cost_per_second=0.01,
     )

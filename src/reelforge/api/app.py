@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,19 +28,21 @@ class BodyLimit:
     """Refuse bodies over ``limit`` bytes: at once when Content-Length says so,
     else as soon as the streamed body passes it (raised into the handler)."""
 
-    def __init__(self, app: ASGIApp, limit: int):
+    def __init__(self, app: ASGIApp, limit: int, larger: Mapping[tuple[str, str], int]):
         self.app = app
         self.limit = limit
+        self.larger = larger  # (method, path) -> limit, for routes that take uploads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get((scope["method"], scope["path"]), self.limit)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
             response = error_response(
-                413, "body_too_large", f"request body is larger than {self.limit} bytes"
+                413, "body_too_large", f"request body is larger than {limit} bytes"
             )
             await response(scope, receive, send)
             return
@@ -50,8 +52,8 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise PayloadTooLargeError(f"request body is larger than {self.limit} bytes")
+            if seen > limit:
+                raise PayloadTooLargeError(f"request body is larger than {limit} bytes")
             return message
 
         await self.app(scope, limited_receive, send)
@@ -89,5 +91,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     app.include_router(events.router)
     app.include_router(openai_videos.router)
     app.include_router(health.router)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    uploads = max(settings.max_body_bytes, openai_videos.MAX_CREATE_BODY_BYTES)
+    app.add_middleware(
+        BodyLimit, limit=settings.max_body_bytes, larger={("POST", "/v1/videos"): uploads}
+    )
     return app

@@ -24,30 +24,31 @@ __all__ = [
 DEFAULT_OWNER = "default"
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_hub(request: Request) -> EventHub:
+async def get_hub(request: Request) -> EventHub:
     hub: EventHub = request.app.state.hub
     return hub
 
 
-def get_store(runtime: Annotated[Runtime, Depends(get_runtime)]) -> VideoStore:
+async def get_store(runtime: Annotated[Runtime, Depends(get_runtime)]) -> VideoStore:
     return runtime.store
 
 
-def get_settings(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Settings:
+async def get_settings(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Settings:
     return runtime.settings
 
 
-def get_owner() -> str:
+async def get_owner() -> str:
     # Single tenant until API keys arrive; every record already carries its owner.
+    # (Dependencies here are async: a sync one costs a thread hop per request.)
     return DEFAULT_OWNER
 
 
-def checked_video_id(video_id: Annotated[str, Path(alias="video_id")]) -> str:
+async def checked_video_id(video_id: Annotated[str, Path(alias="video_id")]) -> str:
     if not is_valid_video_id(video_id):
         raise InvalidRequestError(
             f"{video_id!r} is not a video id (video_ + 24 hex digits)",

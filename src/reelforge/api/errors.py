@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from reelforge.api.openai_schemas import openai_error_type
 from reelforge.errors import (
     ConflictError,
     InvalidRequestError,
@@ -51,7 +52,15 @@ def status_for(exc: ReelforgeError) -> int:
 def error_response(
     status: int, code: str, message: str, param: str | None = None, **headers: str
 ) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "param": param}}
+    # `type` makes every error OpenAI-shaped too (the SDK and /v1 clients read it).
+    body = {
+        "error": {
+            "code": code,
+            "message": message,
+            "param": param,
+            "type": openai_error_type(status),
+        }
+    }
     return JSONResponse(body, status_code=status, headers=headers or None)
 
 

@@ -1,6 +1,6 @@
 """The offline procedural renderer behind the ``local`` provider.
 
-This module owns three things:
+This module owns four things:
 
 * :func:`scene_from_prompt` turns a prompt and a seed into a :class:`Scene`, a plain
   description (palette, subjects, motion, mood, caption, music) — no pixels yet.
@@ -11,6 +11,11 @@ This module owns three things:
   (everything static is drawn once into the background; moving shapes are drawn
   only inside their bounding boxes), and :func:`synthesize_soundtrack` makes its
   music.
+* Reference images: :func:`decode_image` reads a PNG, JPEG or WebP still with PyAV
+  (the API validates uploads with it, the renderer loads them with it);
+  :func:`scene_with_reference` takes the image's colours into the scene's palette,
+  and the renderer shows the image itself as a darkened background that pans
+  slowly across the frame (a Ken Burns move), under the scene's moving layers.
 * :func:`render_video` encodes both into a real MP4 (H.264 yuv420p + AAC,
   faststart) with the bundled ffmpeg. Frames are generated in a worker thread and
   piped to ffmpeg, so drawing and encoding overlap and the event loop stays free.
@@ -21,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import colorsys
 import contextlib
+import dataclasses
 import hashlib
+import io
 import math
 import re
 import subprocess
@@ -34,19 +41,27 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Any, Final, cast
 
+import av
+import av.error
 import numpy as np
 import numpy.typing as npt
 
-from reelforge.errors import FFmpegError
+from reelforge.errors import FFmpegError, UnreadableMediaError
 from reelforge.media.ffmpeg import atomic_output, ffmpeg_command, stderr_tail
 from reelforge.models import GenerationRequest
 
 __all__ = [
     "AUDIO_SAMPLE_RATE",
+    "IMAGE_CODECS",
+    "MAX_IMAGE_PIXELS",
     "Scene",
     "SceneRenderer",
+    "decode_image",
+    "encode_png",
+    "fit_image",
     "render_video",
     "scene_from_prompt",
+    "scene_with_reference",
     "synthesize_soundtrack",
 ]
 
@@ -499,6 +514,159 @@ def _caption_mask(text: str, width: int, height: int) -> npt.NDArray[np.bool_]:
 
 
 # ---------------------------------------------------------------------------
+# Reference images
+# ---------------------------------------------------------------------------
+
+# Stills we accept as an input reference: what PyAV calls PNG, JPEG and WebP.
+IMAGE_CODECS: Final = frozenset({"png", "mjpeg", "webp"})
+# Refused before decoding: a small file can still declare an enormous canvas.
+MAX_IMAGE_PIXELS: Final = 40_000_000
+# How much larger than the frame the panned background is (per side, of the frame).
+_PAN_MARGIN: Final = 0.06
+# The image is darkened under the scene so shapes, waves and captions stay readable.
+_REFERENCE_DIM: Final = 0.72
+
+
+def decode_image(source: bytes | Path) -> ImageArray:
+    """The first frame of a PNG, JPEG or WebP image as (height, width, 3) RGB.
+
+    Anything else (other formats, videos, broken data, a missing file, a canvas
+    over :data:`MAX_IMAGE_PIXELS`) is an :class:`UnreadableMediaError`; PyAV's and
+    the OS's errors are translated here.
+    """
+    try:
+        opened = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+        with av.open(opened, mode="r") as container:
+            if not container.streams.video:
+                raise UnreadableMediaError("not an image: it has no picture")
+            stream = container.streams.video[0]
+            codec = stream.codec_context
+            if codec.name not in IMAGE_CODECS:
+                raise UnreadableMediaError(f"not a PNG, JPEG or WebP image (found {codec.name})")
+            if not 0 < codec.width * codec.height <= MAX_IMAGE_PIXELS:
+                raise UnreadableMediaError(
+                    f"image of {codec.width}x{codec.height} pixels is empty or larger "
+                    f"than {MAX_IMAGE_PIXELS:,} pixels"
+                )
+            frame = next(container.decode(stream), None)
+            if frame is None:
+                raise UnreadableMediaError("the image holds no decodable picture")
+            # rgb24 is always uint8; the stubs list every format's dtype.
+            return cast(ImageArray, frame.to_ndarray(format="rgb24"))
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise UnreadableMediaError(f"cannot decode the image: {exc}") from None
+
+
+def _resize(image: ImageArray, width: int, height: int) -> ImageArray:
+    # swscale's area filter averages when shrinking (no aliasing) and is smooth when growing.
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+    scaled = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA")
+    return cast(ImageArray, scaled.to_ndarray(format="rgb24"))
+
+
+def fit_image(image: ImageArray, max_side: int) -> ImageArray:
+    """``image`` shrunk (aspect kept) so neither side exceeds ``max_side``."""
+    height, width = image.shape[:2]
+    if max(height, width) <= max_side:
+        return image
+    scale = max_side / max(height, width)
+    return _resize(image, max(1, round(width * scale)), max(1, round(height * scale)))
+
+
+def encode_png(image: ImageArray) -> bytes:
+    """``image`` (RGB) as PNG bytes: lossless, and free of the upload's metadata."""
+    height, width = image.shape[:2]
+    out = io.BytesIO()
+    with av.open(out, mode="w", format="image2pipe") as container:
+        stream = container.add_stream("png")
+        stream.width, stream.height, stream.pix_fmt = width, height, "rgb24"
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    return out.getvalue()
+
+
+def _cover(image: ImageArray, width: int, height: int) -> ImageArray:
+    """Scale ``image`` to cover width x height, then crop the middle (no bars, no stretch)."""
+    image_height, image_width = image.shape[:2]
+    scale = max(width / image_width, height / image_height)
+    scaled_width = max(width, math.ceil(image_width * scale))
+    scaled_height = max(height, math.ceil(image_height * scale))
+    scaled = _resize(image, scaled_width, scaled_height)
+    top, left = (scaled_height - height) // 2, (scaled_width - width) // 2
+    return scaled[top : top + height, left : left + width]
+
+
+def _dominant_hues(image: ImageArray, count: int = 3) -> list[tuple[float, float, float]]:
+    """The fullest 30-degree hue bins among clearly coloured pixels, as (hue, sat, value).
+
+    Each bin reports its pixels' mean saturation and value; greyish images have none.
+    """
+    step = max(1, max(image.shape[:2]) // 96)  # ~96 px a side is plenty for a palette
+    rgb = image[::step, ::step].reshape(-1, 3).astype(np.float32) / 255.0
+    high, low = rgb.max(axis=1), rgb.min(axis=1)
+    delta = high - low
+    saturation = delta / np.maximum(high, 1e-6)
+    coloured = (saturation > 0.25) & (high > 0.15)
+    if not coloured.any():
+        return []
+    r, g, b = rgb[coloured].T
+    d, h = delta[coloured], high[coloured]
+    hue = 60.0 * np.where(
+        h == r, ((g - b) / d) % 6, np.where(h == g, (b - r) / d + 2, (r - g) / d + 4)
+    )
+    bins = (hue // 30.0).astype(np.intp) % 12
+    counts = np.bincount(bins, minlength=12)
+    result = []
+    for index in np.argsort(counts)[::-1][:count]:
+        members = bins == index
+        if counts[index] < 0.05 * coloured.sum():
+            break  # a stray bin is not part of the palette
+        # Circular mean, so a bin's hue is not dragged by its wrap-around neighbours.
+        angle = np.deg2rad(hue[members])
+        mean_hue = math.degrees(math.atan2(np.sin(angle).mean(), np.cos(angle).mean())) % 360
+        result.append(
+            (mean_hue, float(saturation[coloured][members].mean()), float(h[members].mean()))
+        )
+    return result
+
+
+def scene_with_reference(scene: Scene, image: ImageArray) -> Scene:
+    """``scene`` recoloured from a reference image.
+
+    The sky colours become the image's (dimmed) top and bottom, which tints what is
+    drawn from them (the haze of the waves). Unless the prompt named colours, balls,
+    squares and waves take the image's dominant hues, bright enough to stand out on
+    the darkened image; stars and rain keep their pale colours.
+    """
+    third = max(1, image.shape[0] // 3)
+    top = image[:third].reshape(-1, 3).mean(axis=0) * _REFERENCE_DIM
+    bottom = image[-third:].reshape(-1, 3).mean(axis=0) * _REFERENCE_DIM
+    changes: dict[str, Any] = {
+        "sky_top": tuple(round(float(c)) for c in top),
+        "sky_bottom": tuple(round(float(c)) for c in bottom),
+    }
+    hues = _dominant_hues(image)
+    if hues and not scene.colours:
+        colours = list(scene.subject_colours)
+        shaped = [i for i, subject in enumerate(scene.subjects) if subject not in ("stars", "rain")]
+        for turn, index in enumerate(shaped):
+            hue, saturation, value = hues[turn % len(hues)]
+            colours[index] = _hsv(hue, max(saturation, 0.6), max(value, 0.9))
+        changes["subject_colours"] = tuple(colours)
+    return dataclasses.replace(scene, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pan:
+    """The reference image as an oversized canvas, and the window's path across it."""
+
+    canvas: ImageArray
+    start: tuple[int, int]  # (x, y) of the window's top-left at the first frame
+    end: tuple[int, int]  # ... and at the last
+
+
+# ---------------------------------------------------------------------------
 # Frames
 # ---------------------------------------------------------------------------
 
@@ -546,11 +714,21 @@ class SceneRenderer:
     """Draws the frames of one scene at one size.
 
     Construction precomputes everything static (sky, sun, skyline, caption bitmap,
-    star and raindrop positions); :meth:`frame` then only draws what moves.
+    star and raindrop positions); :meth:`frame` then only draws what moves. With a
+    ``reference`` image, the image (darkened, slightly larger than the frame) takes
+    the place of sky, sun and skyline, and each frame is a window moving slowly
+    across it: one slice copy per frame, as cheap as the plain background.
     """
 
     def __init__(
-        self, scene: Scene, width: int, height: int, fps: float, duration_seconds: float
+        self,
+        scene: Scene,
+        width: int,
+        height: int,
+        fps: float,
+        duration_seconds: float,
+        *,
+        reference: ImageArray | None = None,
     ) -> None:
         self.scene = scene
         self.width = width
@@ -563,7 +741,8 @@ class SceneRenderer:
         self._unit = min(width, height)
         self._horizon = self._find_horizon()
         self._sky_mask = np.ones((height, width), dtype=np.bool_)
-        self._background = self._paint_background()
+        self._pan = None if reference is None else self._plan_pan(reference)
+        self._background = self._paint_background() if self._pan is None else self._pan_window(0)
         self._bodies = self._place_bodies()
         self._stars = self._place_stars()
         self._rain = self._place_rain()
@@ -576,7 +755,7 @@ class SceneRenderer:
         """Frame ``index`` as an (height, width, 3) uint8 RGB array, drawn into ``out``."""
         if out is None:
             out = np.empty((self.height, self.width, 3), dtype=np.uint8)
-        np.copyto(out, self._background)
+        np.copyto(out, self._background if self._pan is None else self._pan_window(index))
         t = index / self.fps
         if self._stars is not None:
             self._draw_stars(out, t, self._stars)
@@ -621,6 +800,33 @@ class SceneRenderer:
         dither = self._rng.uniform(-1.0, 1.0, size=(height, width, 1)).astype(np.float32)
         background: ImageArray = np.clip(sky + dither + 0.5, 0, 255).astype(np.uint8)
         return background
+
+    def _plan_pan(self, reference: ImageArray) -> _Pan:
+        """The darkened, vignetted canvas and a corner-to-corner path chosen by the seed."""
+        margin_x = max(1, round(self.width * _PAN_MARGIN))
+        margin_y = max(1, round(self.height * _PAN_MARGIN))
+        width, height = self.width + 2 * margin_x, self.height + 2 * margin_y
+        canvas = _cover(reference, width, height).astype(np.float32)
+        nx = (np.arange(width, dtype=np.float32) - width / 2) / (width / 2)
+        ny = (np.arange(height, dtype=np.float32) - height / 2) / (height / 2)
+        falloff = np.clip((nx[None, :] ** 2 + ny[:, None] ** 2) / 2.0, 0.0, 1.0)
+        canvas *= (_REFERENCE_DIM * (1.0 - 0.3 * falloff**1.5))[:, :, None]
+        corners = [(0, 0), (2 * margin_x, 0), (0, 2 * margin_y), (2 * margin_x, 2 * margin_y)]
+        first = int(self._rng.integers(len(corners)))
+        return _Pan(
+            canvas=np.clip(canvas + 0.5, 0, 255).astype(np.uint8),
+            start=corners[first],
+            end=corners[len(corners) - 1 - first],  # the opposite corner
+        )
+
+    def _pan_window(self, index: int) -> ImageArray:
+        assert self._pan is not None  # noqa: S101 - only called with a reference image
+        progress = min(index / self.fps / self.duration_seconds, 1.0)
+        eased = progress * progress * (3 - 2 * progress)  # start and stop gently
+        (start_x, start_y), (end_x, end_y) = self._pan.start, self._pan.end
+        x = round(start_x + (end_x - start_x) * eased)
+        y = round(start_y + (end_y - start_y) * eased)
+        return self._pan.canvas[y : y + self.height, x : x + self.width]
 
     def _paint_sun(self, sky: FloatArray) -> None:
         time_of_day, height = self.scene.time_of_day, self.height
@@ -1114,9 +1320,11 @@ class _Encoder:
         preset: str,
         crf: int,
         report_frames: Callable[[int], None],
+        reference_image: Path | None = None,
     ) -> None:
         self._scene = scene
         self._req = req
+        self._reference_image = reference_image
         self._frame_count = frame_count
         self._preset = preset
         self._crf = crf
@@ -1157,9 +1365,17 @@ class _Encoder:
         audio_path = video_path.with_name(video_path.name + ".wav")
         if self._aborted:  # cancelled while this call waited for a free worker thread
             raise _RenderCancelled
+        scene, reference = self._scene, None
+        if self._reference_image is not None:
+            # Decoded here, in the worker thread: it blocks, and a bad image fails the
+            # render before any audio or frames are made.
+            reference = decode_image(self._reference_image)
+            scene = scene_with_reference(scene, reference)
         try:
-            _write_wav(audio_path, synthesize_soundtrack(self._scene, duration), AUDIO_SAMPLE_RATE)
-            renderer = SceneRenderer(self._scene, req.width, req.height, fps, duration)
+            _write_wav(audio_path, synthesize_soundtrack(scene, duration), AUDIO_SAMPLE_RATE)
+            renderer = SceneRenderer(
+                scene, req.width, req.height, fps, duration, reference=reference
+            )
             with tempfile.TemporaryFile() as stderr_file:
                 self._pipe_frames(renderer, video_path, audio_path, stderr_file)
         finally:
@@ -1250,6 +1466,7 @@ async def render_video(
     on_progress: Callable[[int], None] | None = None,
     preset: str = "veryfast",
     crf: int = 20,
+    reference_image: Path | None = None,
 ) -> Path:
     """Render ``req`` into an MP4 at ``dest`` and return ``dest``.
 
@@ -1258,6 +1475,8 @@ async def render_video(
     ``on_progress`` receives never-decreasing percents on the event loop thread
     (0-99 while frames are drawn, 100 once the file is in place). Cancelling the
     call kills ffmpeg and leaves neither ``dest`` nor temporary files behind.
+    ``reference_image`` (a PNG, JPEG or WebP file) becomes the panned background and
+    lends the scene its colours; one that does not decode is an UnreadableMediaError.
     """
     frame_count = max(1, round(req.duration_seconds * req.fps))
     scene = scene_from_prompt(req.prompt, seed)
@@ -1269,6 +1488,7 @@ async def render_video(
         preset=preset,
         crf=crf,
         report_frames=progress.frames_done,
+        reference_image=reference_image,
     )
     async with atomic_output(dest) as partial:
         worker = asyncio.create_task(asyncio.to_thread(encoder.run, partial))

@@ -33,6 +33,8 @@ class Capabilities:
     def fits(self, req: GenerationRequest) -> bool:
         if req.duration_seconds > self.max_duration_seconds or req.fps > self.max_fps:
             return False
+        if req.image is not None and not self.image_input:
+            return False
         if self.durations is not None and req.duration_seconds not in self.durations:
             return False
         return self.sizes is None or req.size in self.sizes

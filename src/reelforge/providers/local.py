@@ -7,6 +7,10 @@ derived from the idempotency key, so a repeated submit finds the same job (or it
 finished file) instead of rendering twice. Jobs do not survive the process: an id
 whose file never appeared is reported lost, so the caller resubmits. A failed or
 cancelled job may be submitted again under the same key; it renders afresh.
+
+A request's input reference image (``req.image``) is a file the API stored under
+``settings.uploads_dir``; the renderer shows it as the clip's background and takes
+its colours.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class LocalProvider:
         self.name = name
         self._config = config
         self._output_dir = settings.work_dir / "local"
+        self._uploads_dir = settings.uploads_dir
         self._preset = str(config.options.get("preset", "veryfast"))
         self._crf = int(config.options.get("crf", 20))
         default_concurrency = max(1, (os.cpu_count() or 2) // 2)
@@ -95,7 +100,7 @@ class LocalProvider:
             max_duration_seconds=MAX_DURATION_SECONDS,
             max_fps=MAX_FPS,
             audio=True,
-            image_input=False,
+            image_input=True,
             cost_per_second=self._config.price_per_second,
         )
 
@@ -130,6 +135,9 @@ class LocalProvider:
                     on_progress=job.record_progress,
                     preset=self._preset,
                     crf=self._crf,
+                    # The name matched GenerationRequest's pattern (no separators),
+                    # so it cannot point outside the uploads directory.
+                    reference_image=self._uploads_dir / req.image if req.image else None,
                 )
         except asyncio.CancelledError:
             job.state = RemoteState.CANCELLED

@@ -70,17 +70,20 @@ async def sse_stream(
 ) -> AsyncIterator[bytes]:
     """The body of an SSE response: events, keep-alive comments while idle, then the end."""
     try:
-        async with hub.subscribe(video_id, after) as events:
+        async with hub.subscribe(video_id, after, idle_after=keepalive) as events:
             while not events.finished:
-                try:
-                    async with asyncio.timeout(keepalive):
-                        event = await anext(events)
-                except TimeoutError:
+                event = await events.next_or_idle()
+                if event is None:
                     # A comment line keeps proxies and load balancers from closing an
                     # idle connection, and lets the server notice a vanished client.
                     yield b": keepalive\n\n"
                     continue
-                yield format_sse(event)
+                # One write for everything already waiting: a stream that fell behind
+                # (or a long replay) catches up in one send, not one per event.
+                yield b"".join(map(format_sse, [event, *events.take_buffered()]))
+            # Ending a response costs more than sending an event: let the video's other
+            # subscribers send the terminal event before this one tears down.
+            await asyncio.sleep(0)
     except (ReelforgeError, RedisError, OSError) as exc:
         # The headers are gone already: end the body cleanly, the client resumes.
         log.info("event stream ended early", video_id=video_id, reason=str(exc))
@@ -164,9 +167,10 @@ async def _forward_events(websocket: WebSocket, hub: EventHub, video_id: str, af
         sender.cancel()
         listener.cancel()
         await asyncio.wait({sender, listener})
-    if listener.done() and not listener.cancelled():
-        return  # the client left (or its connection broke): nobody to close for
     error = None if sender.cancelled() else sender.exception()
+    if not listener.cancelled():
+        listener.exception()  # retrieved: a broken connection is a departure too
+        return  # the client left: nobody to close for
     if error is None:
         await _close(websocket, WS_NORMAL, "stream ended")
     elif isinstance(error, SlowSubscriberError):
