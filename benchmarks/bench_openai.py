@@ -1,17 +1,25 @@
-"""The `openai` provider at scale: 1000 generations in flight at once against the
-emulator (slow jobs) on one worker process: its peak RSS and the CPU it spends
-per poll, with an idle worker of the same run as the baseline."""
+"""OpenAI-compatible API figures.
+
+1. The `openai` provider at scale: 1000 generations in flight at once against the
+   emulator (slow jobs) on one worker process: its peak RSS and the CPU it spends
+   per poll, with an idle worker of the same run as the baseline.
+2. Relay latency: a `/v1/videos` create + retrieve through reelforge (its own API
+   process) against the same calls made to the emulator directly.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import secrets
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import redis as sync_redis
 
 REPO = Path(__file__).resolve().parent.parent
@@ -108,8 +116,78 @@ async def _bench() -> list[str]:
     ]
 
 
+RELAY_ROUNDS = 300
+
+
+async def _create_and_retrieve(client: httpx.AsyncClient) -> float:
+    started = time.perf_counter()
+    body = {"model": "sora-2", "prompt": "relay", "seconds": "4", "size": "1280x720"}
+    created = await client.post("/videos", json=body)
+    created.raise_for_status()
+    (await client.get(f"/videos/{created.json()['id']}")).raise_for_status()
+    return time.perf_counter() - started
+
+
+async def _relay() -> list[str]:
+    from tests.conftest import delete_prefix
+    from tests.service import free_port, service_env, spawn, stop, wait_until
+
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    prefix = f"rfbench-{secrets.token_hex(4)}"
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp) / "data", redis_url=url, redis_prefix=prefix)
+        # Both servers in processes of their own, like the client sees them.
+        port, emu_port = free_port(), free_port()
+        api = spawn(
+            ["serve", "--port", str(port), "--workers", "0"],
+            service_env(settings),
+            Path(tmp) / "api.log",
+        )
+        with (Path(tmp) / "emulator.log").open("wb") as log:
+            emulator = subprocess.Popen(
+                [sys.executable, "-m", "tests.emulators.openai_videos", "--port", str(emu_port)],
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with (
+                httpx.AsyncClient(base_url=f"{base}/v1") as relay,
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{emu_port}/v1") as direct,
+            ):
+
+                async def up() -> bool:
+                    try:
+                        for client in (relay, direct):
+                            await client.get("/videos?limit=1")
+                        return True
+                    except httpx.TransportError:
+                        return False
+
+                await wait_until(up, timeout=60, interval=0.1)
+                for client in (relay, direct):  # warm both paths
+                    for _ in range(20):
+                        await _create_and_retrieve(client)
+                via, straight = [], []
+                for _ in range(RELAY_ROUNDS):  # interleaved: same conditions for both
+                    via.append(await _create_and_retrieve(relay))
+                    straight.append(await _create_and_retrieve(direct))
+        finally:
+            stop(api)
+            emulator.terminate()
+            emulator.wait(timeout=10)
+            delete_prefix(url, prefix)
+    p50_via, p50_direct = statistics.median(via) * 1000, statistics.median(straight) * 1000
+    return [
+        f"/v1 create+retrieve: via reelforge p50 {p50_via:.2f} ms, emulator directly "
+        f"p50 {p50_direct:.2f} ms, added {p50_via - p50_direct:.2f} ms "
+        f"(ratio {p50_via / p50_direct:.2f}; target < 3 ms added)"
+    ]
+
+
 def run() -> list[str]:
-    return asyncio.run(_bench())
+    return asyncio.run(_bench()) + asyncio.run(_relay())
 
 
 if __name__ == "__main__":
