@@ -90,6 +90,8 @@ def service_settings(tmp_path: Path, redis_url: str, redis_prefix: str) -> Setti
         sweep_interval_seconds=1.0,
         worker_heartbeat_seconds=0.5,
         process_concurrency=2,
+        retry_initial_seconds=0.05,
+        retry_max_seconds=0.5,
     )
 
 

@@ -28,12 +28,16 @@ class FakeRemoteProvider:
         self.name = name
         self.state_dir = Path(str(config.options["state_dir"]))
         self.clip = Path(str(config.options["clip"]))
+        # Optional: what the first attempt of each video gets (e.g. a frozen clip).
+        first = config.options.get("first_clip")
+        self.first_clip = Path(str(first)) if first else None
         self.seconds = float(config.options.get("seconds", 2.0))
         self.price = config.price_per_second
         self.state_dir.mkdir(parents=True, exist_ok=True)
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(max_duration_seconds=60, cost_per_second=self.price)
+        # It hands back a ready-made clip: the clip's frame rate, whatever was asked.
+        return Capabilities(max_duration_seconds=60, cost_per_second=self.price, honours_fps=False)
 
     def _job(self, remote_id: str) -> Path:
         return self.state_dir / f"{remote_id}.json"
@@ -43,7 +47,8 @@ class FakeRemoteProvider:
             log.write(idempotency_key + "\n")
         remote_id = "fake_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
         if not self._job(remote_id).exists():  # honours idempotency keys
-            self._job(remote_id).write_text(json.dumps({"started": time.time()}))
+            job = {"started": time.time(), "key": idempotency_key}
+            self._job(remote_id).write_text(json.dumps(job))
         return remote_id
 
     async def poll(self, remote_id: str) -> RemoteStatus:
@@ -59,7 +64,10 @@ class FakeRemoteProvider:
         return RemoteStatus(RemoteState.RUNNING, progress=int(100 * elapsed / self.seconds))
 
     async def download(self, remote_id: str, dest: Path) -> Path:
-        shutil.copyfile(self.clip, dest)
+        job = json.loads(self._job(remote_id).read_text())
+        first_attempt = job.get("key", "").endswith("-1")
+        clip = self.first_clip if self.first_clip and first_attempt else self.clip
+        shutil.copyfile(clip, dest)
         return dest
 
     async def cancel(self, remote_id: str) -> None:

@@ -121,23 +121,20 @@ def service_env(settings: Settings, extra: Mapping[str, str] | None = None) -> d
             "REELFORGE_WORKER_HEARTBEAT_SECONDS": str(settings.worker_heartbeat_seconds),
             "REELFORGE_PROCESS_CONCURRENCY": str(settings.process_concurrency),
             "REELFORGE_GENERATE_CONCURRENCY": str(settings.generate_concurrency),
+            "REELFORGE_RETRY_INITIAL_SECONDS": str(settings.retry_initial_seconds),
+            "REELFORGE_RETRY_MAX_SECONDS": str(settings.retry_max_seconds),
             "REELFORGE_LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(REPO),
         }
     )
+    providers = {}
     for name, config in settings.providers.items():
-        if name == "local":
-            continue
-        prefix = f"REELFORGE_PROVIDERS__{name.upper()}__"
-        env[prefix + "KIND"] = config.kind
-        env[prefix + "OPTIONS"] = json.dumps(config.options)
-        env[prefix + "POLL_INTERVAL_SECONDS"] = str(config.poll_interval_seconds)
-        env[prefix + "PRICE_PER_SECOND"] = str(config.price_per_second)
-        env[prefix + "TIMEOUT_SECONDS"] = str(config.timeout_seconds)
-        if config.base_url:
-            env[prefix + "BASE_URL"] = config.base_url
+        fields = config.model_dump(mode="json")
         if config.api_key is not None:
-            env[prefix + "API_KEY"] = config.api_key.get_secret_value()
+            fields["api_key"] = config.api_key.get_secret_value()
+        providers[name] = fields
+    env["REELFORGE_PROVIDERS"] = json.dumps(providers)
+    env["REELFORGE_DEFAULT_ROUTE"] = json.dumps(settings.default_route)
     if extra:
         env.update(extra)
     return env

@@ -23,6 +23,12 @@ from rich.table import Table
 
 from reelforge.errors import InvalidRequestError, MediaError, ReelforgeError, UnreadableMediaError
 from reelforge.media.probe import MediaInfo, probe
+from reelforge.media.validate import (
+    Expectation,
+    Problem,
+    ValidationReport,
+    validate_video,
+)
 from reelforge.models import GenerationRequest, parse_generation_request
 from reelforge.pipeline import OutputFile, generate_raw, produce_outputs
 from reelforge.providers import build_provider
@@ -179,20 +185,124 @@ async def _generate_in_process(
 def validate(
     file: Annotated[Path, typer.Argument(help="The video file to check.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    duration: Annotated[
+        float | None, typer.Option(help="Expected length in seconds.", show_default=False)
+    ] = None,
+    size: Annotated[
+        str | None, typer.Option(help="Expected WIDTHxHEIGHT.", show_default=False)
+    ] = None,
+    fps: Annotated[
+        float | None, typer.Option(help="Expected frames per second.", show_default=False)
+    ] = None,
+    audio: Annotated[
+        bool | None,
+        typer.Option(
+            "--audio/--no-audio",
+            help="Require sound, or skip the audio checks (default: check silence if present).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Probe FILE and report what it holds. Exit 0 readable, 2 unreadable."""
-    try:
-        info = asyncio.run(probe(file))
-    except UnreadableMediaError as exc:
-        if as_json:
-            report = {"ok": False, "problems": [{**exc.to_dict(), "start": None, "end": None}]}
-            typer.echo(json.dumps(report))
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        _fail(exc, EXIT_BAD_INPUT)
+    """Check FILE for decoding errors, black, frozen, silent or flickering video.
+
+    Options state what the file should be; without them only the file's own
+    soundness is checked. Exit 0 when it passes, 1 when it fails, 2 when it
+    cannot be read.
+    """
+    width, height = _parse_expected_size(size) if size is not None else (None, None)
+    expect = Expectation(
+        duration_seconds=duration, width=width, height=height, fps=fps, audio=audio
+    )
+    report, info = _run(lambda: _validate_and_probe(file, expect))
     if as_json:
-        typer.echo(json.dumps({"ok": True, "problems": [], "probe": info.to_dict()}))
+        typer.echo(json.dumps({**report.to_dict(), "probe": info.to_dict() if info else None}))
+        if not report.readable:
+            raise typer.Exit(EXIT_BAD_INPUT)
+    elif not report.readable:
+        _fail(UnreadableMediaError(report.problems[0].message), EXIT_BAD_INPUT)
     else:
-        console.print(_probe_table(info, str(file)))
+        console.print(_validation_table(report, str(file)))
+        if report.problems:
+            console.print(_problems_table(report.problems))
+        verdict = "[bold green]PASS[/]" if report.ok else "[bold red]FAIL[/]"
+        console.print(verdict, highlight=False)
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+async def _validate_and_probe(
+    file: Path, expect: Expectation
+) -> tuple[ValidationReport, MediaInfo | None]:
+    report = await validate_video(file, expect, Settings().validation)
+    if not report.readable:
+        return report, None
+    try:
+        return report, await probe(file)
+    except UnreadableMediaError:  # readable, yet not video probe accepts (no video stream)
+        return report, None
+
+
+def _parse_expected_size(value: str) -> tuple[int, int]:
+    width, _, height = value.lower().strip().partition("x")
+    if not (width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+        _fail(
+            InvalidRequestError(
+                "size must look like WIDTHxHEIGHT, e.g. 1280x720", code="invalid_size"
+            ),
+            EXIT_BAD_INPUT,
+        )
+    return int(width), int(height)
+
+
+def _validation_table(report: ValidationReport, title: str) -> Table:
+    facts = report.facts
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("container", facts.container or "?")
+    duration = f"{facts.duration:.3f} s" if facts.duration is not None else "?"
+    if facts.container_duration is not None:
+        duration += f" (header {facts.container_duration:.3f} s)"
+    table.add_row("duration", duration)
+    if facts.size_bytes is not None:
+        table.add_row("size on disk", f"{facts.size_bytes:,} bytes")
+    if facts.video_codec is not None:
+        table.add_row(
+            "video",
+            f"{facts.video_codec} {facts.width}x{facts.height} @ {facts.fps or 0:g} fps, "
+            f"{facts.pix_fmt}, {facts.frames_decoded} frames decoded",
+        )
+    else:
+        table.add_row("video", "none")
+    if facts.audio_present:
+        level = f"{facts.audio_rms_dbfs:g} dBFS" if facts.audio_rms_dbfs is not None else "?"
+        table.add_row(
+            "audio",
+            f"{facts.audio_codec} {facts.audio_sample_rate} Hz, {facts.audio_channels} ch, "
+            f"{level}, silent {facts.audio_silent_fraction or 0:.0%}",
+        )
+    else:
+        table.add_row("audio", "none")
+    if facts.mean_luma is not None:
+        table.add_row("mean luma", f"{facts.mean_luma:.0%}")
+        table.add_row("black", f"{facts.black_fraction or 0:.0%} of the clip")
+        table.add_row("frozen", f"{facts.frozen_fraction or 0:.0%} of the clip")
+        table.add_row("flashes", f"at most {facts.max_flashes_per_second or 0:g} per second")
+    table.add_row("decode errors", str(facts.decode_errors))
+    return table
+
+
+def _problems_table(problems: list[Problem]) -> Table:
+    table = Table(title="problems", title_justify="left")
+    table.add_column("code", style="bold red")
+    table.add_column("when")
+    table.add_column("what")
+    for problem in problems:
+        when = ""
+        if problem.start is not None and problem.end is not None:
+            when = f"{problem.start:.2f}-{problem.end:.2f} s"
+        table.add_row(problem.code.value, when, escape(problem.message))
+    return table
 
 
 @app.command()

@@ -41,6 +41,18 @@ class Keys:
         """Sorted set: worker ids by last heartbeat (s)."""
         return f"{self.prefix}:workers"
 
+    def leases(self, provider: str) -> str:
+        """Sorted set: video ids holding a concurrency slot at the provider, by expiry."""
+        return f"{self.prefix}:leases:{provider}"
+
+    def submit_log(self, provider: str) -> str:
+        """Sorted set: submit times in the last minute (rate limit)."""
+        return f"{self.prefix}:submits:{provider}"
+
+    def breaker(self, provider: str) -> str:
+        """Hash: the provider's circuit breaker (state, failures, opened_at)."""
+        return f"{self.prefix}:breaker:{provider}"
+
     def metric(self, name: str) -> str:
         """Hash: a counter or histogram family shared by every process."""
         return f"{self.prefix}:metrics:{name}"

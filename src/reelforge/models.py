@@ -113,6 +113,8 @@ class GenerationRequest(BaseModel):
     provider: str | None = Field(default=None, min_length=1, max_length=64)
     formats: tuple[OutputFormat, ...] = ("mp4",)
     webhook_url: str | None = Field(default=None, max_length=2048)
+    # Generate again (new seed) when the result fails validation.
+    regenerate_on_failure: bool = True
     metadata: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("prompt")

@@ -146,7 +146,8 @@ async def produce_outputs(
                     bytes=sheet.path.stat().st_size,
                     width=sheet.columns * sheet.tile_width,
                     height=sheet.rows * sheet.tile_height,
-                    grid=sheet.to_dict(),
+                    # The geometry only: a server path is nobody's business.
+                    grid={k: v for k, v in sheet.to_dict().items() if k != "path"},
                 )
             )
         if on_progress is not None:

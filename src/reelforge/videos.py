@@ -19,17 +19,21 @@ from reelforge.store import VideoRecord, new_video_id, request_fingerprint
 __all__ = ["cancel_video", "create_video", "delete_video", "regenerate_video"]
 
 
-def _route(rt: Runtime, req: GenerationRequest) -> str:
-    """The provider for a request: its own choice or the default, if it fits."""
-    name = req.provider or rt.settings.default_provider
-    provider = rt.provider(name)  # UnknownProviderError for names not configured
-    if not provider.capabilities().fits(req):
+def _route(rt: Runtime, req: GenerationRequest) -> list[str]:
+    """The providers to try, in order: the request's own choice, else the
+    configured route; only those whose capabilities fit the request."""
+    settings = rt.settings
+    names = (
+        [req.provider] if req.provider else settings.default_route or [settings.default_provider]
+    )
+    route = [name for name in names if rt.provider(name).capabilities().fits(req)]
+    if not route:
         raise InvalidRequestError(
-            f"provider {name!r} cannot make this video (duration, size or fps)",
+            f"no provider of {names} can make this video (duration, size, fps or image)",
             code="unsupported_request",
             param="provider",
         )
-    return name
+    return route
 
 
 async def create_video(
@@ -47,14 +51,15 @@ async def create_video(
     key with another body is a ConflictError. ``client_body`` is what the client
     sent (the fingerprint must not see the seed we pick for it).
     """
-    provider = _route(rt, req)
+    route = _route(rt, req)
     if req.seed is None:
         req = req.model_copy(update={"seed": secrets.randbelow(2**31)})
     record = VideoRecord(
         id=new_video_id(),
         owner=owner,
         request=req,
-        provider=provider,
+        provider=route[0],
+        route=route,
         regenerated_from=regenerated_from,
     )
     fingerprint = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import shutil
 import time
@@ -29,10 +30,12 @@ from reelforge.errors import (
     JobCancelledError,
     NotFoundError,
     ProviderError,
+    ProviderRejectedError,
     ReelforgeError,
-    RemoteJobLostError,
 )
+from reelforge.media.compare import check_conversion
 from reelforge.media.probe import probe
+from reelforge.media.validate import Expectation, ValidationReport, validate_video
 from reelforge.models import Stage
 from reelforge.pipeline import produce_outputs
 from reelforge.providers import RemoteState
@@ -54,7 +57,6 @@ _PROGRESS = {
     Stage.VALIDATING: 95,
     Stage.COMPLETED: 100,
 }
-_MAX_ATTEMPTS = 3
 
 
 class JobContext(Context, total=False):
@@ -112,7 +114,13 @@ class _Run:
         self.rt = rt
         self.video_id = video_id
         self.log = log.bind(video_id=video_id)
-        self.policy = RetryPolicy(attempts=4, initial=0.2, maximum=5.0, total_seconds=60.0)
+        settings = rt.settings
+        self.policy = RetryPolicy(
+            attempts=settings.retry_tries,
+            initial=settings.retry_initial_seconds,
+            maximum=settings.retry_max_seconds,
+            total_seconds=settings.retry_total_seconds,
+        )
 
     async def record(self) -> VideoRecord:
         return await self.rt.store.get(self.video_id)
@@ -130,9 +138,18 @@ class _Run:
         self.log.info("stage", stage=stage.value, provider=rec.provider)
         return await self.record()
 
+    async def cancel_remote(self, rec: VideoRecord) -> None:
+        """Stop the current attempt's remote job, if one may be running."""
+        attempt = rec.current_attempt
+        if attempt is not None and attempt.remote_id and attempt.ended_at is None:
+            with contextlib.suppress(ReelforgeError):
+                await self.rt.provider(attempt.provider).cancel(attempt.remote_id)
+
     async def fail(self, rec: VideoRecord, exc: ReelforgeError) -> None:
         error = {"code": exc.code, "message": exc.message}
         attempt = rec.current_attempt
+        if attempt is not None:
+            await self.rt.capacity.release(attempt.provider, self.video_id)
         if attempt is not None and attempt.ended_at is None:
             attempt.ended_at = time.time()
             attempt.error = error
@@ -150,17 +167,11 @@ class _Run:
 
     async def cancelled(self, rec: VideoRecord) -> None:
         attempt = rec.current_attempt
-        if (
-            attempt is not None
-            and attempt.remote_id
-            and rec.stage
-            in (
-                Stage.SUBMITTING,
-                Stage.GENERATING,
-            )
-        ):
-            with contextlib.suppress(ReelforgeError):
-                await self.rt.provider(rec.provider).cancel(attempt.remote_id)
+        if rec.stage in (Stage.SUBMITTING, Stage.GENERATING):
+            await self.cancel_remote(rec)
+        if attempt is not None:
+            # The slot is free the moment the user cancels, not when a lease expires.
+            await self.rt.capacity.release(attempt.provider, self.video_id)
         if attempt is not None and attempt.ended_at is None:
             attempt.ended_at = time.time()
             attempt.error = {"code": "cancelled", "message": "cancelled by user"}
@@ -224,27 +235,97 @@ class _Superseded(Exception):
     """Another worker moved this video on; this turn stops quietly."""
 
 
-class _GenerationRun(_Run):
-    async def drive(self, rec: VideoRecord) -> None:
-        while True:
-            if rec.stage is Stage.QUEUED:
-                rec = await self.new_attempt(rec)
-            elif rec.stage is Stage.SUBMITTING:
-                rec = await self.submit(rec)
-            elif rec.stage is Stage.GENERATING:
-                rec = await self.wait_for_provider(rec)  # may start a new attempt
-            elif rec.stage is Stage.DOWNLOADING:
-                rec = await self.download(rec)
-            else:
-                if rec.stage is Stage.PROCESSING:
-                    await self.rt.queues.enqueue_for_stage(self.video_id, Stage.PROCESSING)
-                return
+# Remote failure codes that are about the request itself: another provider would
+# refuse it too, so they never fall over.
+_USER_ERROR_MARKERS = ("moderation", "policy", "invalid", "unsafe")
 
-    async def new_attempt(self, rec: VideoRecord) -> VideoRecord:
+
+def falls_over(exc: ReelforgeError) -> bool:
+    """Whether another attempt (maybe at the next provider) could succeed."""
+    if isinstance(exc, ProviderRejectedError):
+        return False  # the provider refused the request itself
+    if not isinstance(exc, ProviderError):
+        return False
+    return not any(marker in exc.code for marker in _USER_ERROR_MARKERS)
+
+
+class _GenerationRun(_Run):
+    @property
+    def deadline(self) -> float:
+        return self._created_at + self.rt.settings.job_deadline_seconds
+
+    async def drive(self, rec: VideoRecord) -> None:
+        self._created_at = rec.created_at
+        while True:
+            if time.time() > self.deadline:
+                await self.cancel_remote(rec)
+                raise ReelforgeError(
+                    "the video was not ready within the job deadline", code="deadline_exceeded"
+                )
+            try:
+                if rec.stage is Stage.QUEUED:
+                    rec = await self.start_attempt(rec)
+                elif rec.stage is Stage.SUBMITTING:
+                    rec = await self.submit(rec)
+                elif rec.stage is Stage.GENERATING:
+                    rec = await self.wait_for_provider(rec)
+                elif rec.stage is Stage.DOWNLOADING:
+                    rec = await self.download(rec)
+                else:
+                    if rec.stage is Stage.PROCESSING:
+                        await self.rt.queues.enqueue_for_stage(self.video_id, Stage.PROCESSING)
+                    return
+            except ProviderError as exc:
+                rec = await self.retry_attempt(await self.record(), exc)
+
+    def choose_provider(self, rec: VideoRecord) -> list[str]:
+        """Route candidates in order: after a failed provider, the next ones first;
+        the failed one last (a route of one retries it)."""
+        route = rec.route or [rec.provider]
+        last = rec.current_attempt
+        if last is not None and last.error is not None and last.provider in route:
+            i = route.index(last.provider)
+            route = [*route[i + 1 :], *route[:i], last.provider]
+        settings = self.rt.settings
+        return [
+            name
+            for name in route
+            if name in settings.providers
+            and self.rt.provider(name).capabilities().fits(rec.request)
+        ]
+
+    async def start_attempt(self, rec: VideoRecord) -> VideoRecord:
+        """Pick a provider whose circuit is closed and that has capacity, waiting in
+        ``queued`` (with a visible reason) while none has; then open an attempt."""
+        while True:
+            if await self.cancel_requested():
+                raise _Cancelled
+            if time.time() > self.deadline:
+                raise ReelforgeError(
+                    "no provider could take the video before its deadline", code="deadline_exceeded"
+                )
+            candidates = self.choose_provider(rec)
+            if not candidates:
+                raise ReelforgeError(
+                    "no configured provider can make this video", code="no_provider_available"
+                )
+            chosen, reason, retry_after = None, "circuit_open", 1.0
+            for name in candidates:
+                config = self.rt.settings.providers[name]
+                if not await self.rt.breakers.allow(name, config):
+                    continue
+                grant = await self.rt.capacity.acquire(name, config, self.video_id)
+                if grant.granted:
+                    chosen = name
+                    break
+                reason, retry_after = grant.reason, min(retry_after, grant.retry_after)
+            if chosen is not None:
+                break
+            rec = await self.wait(rec, reason, retry_after)
         number = len(rec.attempts) + 1
         attempt = Attempt(
             number=number,
-            provider=rec.provider,
+            provider=chosen,
             # Derived from the video and attempt: a resubmit after a crash reuses it,
             # so a provider that honours idempotency keys never runs (or bills) twice.
             idempotency_key=f"{self.video_id}-{number}",
@@ -254,20 +335,40 @@ class _GenerationRun(_Run):
         return await self.move(
             rec,
             Stage.SUBMITTING,
-            fields={"attempts": attempts},
-            data={"attempt": number, "provider": rec.provider},
+            fields={"attempts": attempts, "provider": chosen, "waiting_for": ""},
+            data={"attempt": number, "provider": chosen},
         )
 
-    async def submit(self, rec: VideoRecord) -> VideoRecord:
+    async def wait(self, rec: VideoRecord, reason: str, seconds: float) -> VideoRecord:
+        """Stay queued for ``reason`` (rate_limit, concurrency, circuit_open)."""
+        if rec.waiting_for != reason:
+            await self.rt.store.transition(
+                self.video_id,
+                event="waiting",
+                fields={"waiting_for": reason},
+                data={"waiting_for": reason},
+                expect_stage=Stage.QUEUED,
+            )
+            self.log.info("waiting", waiting_for=reason)
+            rec = await self.record()
+        await asyncio.sleep(max(0.05, min(seconds, 1.0)))
+        return rec
+
+    def _attempt(self, rec: VideoRecord) -> Attempt:
         attempt = rec.current_attempt
-        assert attempt is not None  # SUBMITTING always has an attempt  # noqa: S101
+        if attempt is None:  # SUBMITTING and later always have one
+            raise ReelforgeError(f"{self.video_id} has no attempt in {rec.stage}")
+        return attempt
+
+    async def submit(self, rec: VideoRecord) -> VideoRecord:
+        attempt = self._attempt(rec)
         if attempt.remote_id is None:
-            provider = self.rt.provider(rec.provider)
+            provider = self.rt.provider(attempt.provider)
             async with self.timed("provider"):
                 attempt.remote_id = await call_with_retries(
                     lambda: provider.submit(rec.request, idempotency_key=attempt.idempotency_key),
                     self.policy,
-                    on_retry=self._note_retry(rec),
+                    on_retry=self._note_retry(attempt.provider),
                 )
         return await self.move(
             rec,
@@ -276,29 +377,26 @@ class _GenerationRun(_Run):
             data={"remote_id": attempt.remote_id},
         )
 
-    def _note_retry(self, rec: VideoRecord) -> Any:
+    def _note_retry(self, provider: str) -> Any:
         async def note(exc: BaseException, number: int) -> None:
             code = exc.code if isinstance(exc, ReelforgeError) else type(exc).__name__
-            await self.rt.metrics.provider_error(rec.provider, code)
+            await self.rt.metrics.provider_error(provider, code)
             self.log.info("retrying provider call", code=code, try_number=number)
 
         return note
 
     async def wait_for_provider(self, rec: VideoRecord) -> VideoRecord:
-        attempt = rec.current_attempt
-        assert attempt is not None and attempt.remote_id is not None  # noqa: S101
-        provider = self.rt.provider(rec.provider)
-        interval = self.rt.settings.providers[rec.provider].poll_interval_seconds
+        attempt = self._attempt(rec)
+        name, remote_id = attempt.provider, attempt.remote_id or ""
+        provider = self.rt.provider(name)
+        interval = self.rt.settings.providers[name].poll_interval_seconds
+        give_up_at = attempt.started_at + self.rt.settings.provider_deadline_seconds
         span = _PROGRESS[Stage.DOWNLOADING] - _PROGRESS[Stage.GENERATING]
-        remote_id = attempt.remote_id
         waited_since = time.perf_counter()
         while True:
-            try:
-                status = await call_with_retries(
-                    lambda: provider.poll(remote_id), self.policy, on_retry=self._note_retry(rec)
-                )
-            except RemoteJobLostError as exc:
-                return await self.retry_attempt(rec, exc)
+            status = await call_with_retries(
+                lambda: provider.poll(remote_id), self.policy, on_retry=self._note_retry(name)
+            )
             if status.state.is_terminal:
                 # Polls and the sleeps between them are time the provider is working.
                 await self.rt.store.add_timing(
@@ -307,13 +405,9 @@ class _GenerationRun(_Run):
             if status.state is RemoteState.SUCCEEDED:
                 return await self.move(rec, Stage.DOWNLOADING)
             if status.state is RemoteState.FAILED:
-                return await self.retry_attempt(
-                    rec,
-                    ProviderError(
-                        status.error_message or "the provider failed the generation",
-                        code=status.error_code or "generation_failed",
-                    ),
-                    retryable=False,
+                raise ProviderError(
+                    status.error_message or "the provider failed the generation",
+                    code=status.error_code or "generation_failed",
                 )
             if status.state is RemoteState.CANCELLED:
                 raise _Cancelled
@@ -322,53 +416,66 @@ class _GenerationRun(_Run):
                 progress=_PROGRESS[Stage.GENERATING] + span * status.progress // 100,
                 event="progress",
             )
+            await self.rt.capacity.renew(name, self.video_id)
             if await self.cancel_requested():
                 raise _Cancelled
+            if time.time() > give_up_at or time.time() > self.deadline:
+                await self.cancel_remote(rec)
+                raise ProviderError(
+                    f"{name} did not finish within its deadline", code="provider_deadline_exceeded"
+                )
             await asyncio.sleep(interval)
 
-    async def retry_attempt(
-        self, rec: VideoRecord, exc: ReelforgeError, *, retryable: bool | None = None
-    ) -> VideoRecord:
-        """End the current attempt; start another if the error allows, else fail."""
-        attempt = rec.current_attempt
-        assert attempt is not None  # noqa: S101
+    async def retry_attempt(self, rec: VideoRecord, exc: ProviderError) -> VideoRecord:
+        """End the current attempt; go back to ``queued`` for another (maybe at the
+        next provider in the route) if the error allows, else fail the video."""
+        attempt = self._attempt(rec)
         attempt.ended_at = time.time()
         attempt.error = {"code": exc.code, "message": exc.message}
-        await self.rt.metrics.provider_error(rec.provider, exc.code)
-        can_retry = exc.retryable if retryable is None else retryable
-        if not can_retry or len(rec.attempts) >= _MAX_ATTEMPTS:
+        await self.rt.metrics.provider_error(attempt.provider, exc.code)
+        await self.rt.capacity.release(attempt.provider, self.video_id)
+        if falls_over(exc):
+            state = await self.rt.breakers.failure(
+                attempt.provider, self.rt.settings.providers[attempt.provider]
+            )
+            if state == "open":
+                self.log.warning("circuit open", provider=attempt.provider)
+        # A non-retryable provider error (bad credentials) only moves on to *another*
+        # provider; the same one would answer the same.
+        others = [name for name in (rec.route or []) if name != attempt.provider]
+        again = falls_over(exc) and (exc.retryable or bool(others))
+        if not again or len(rec.attempts) >= self.rt.settings.max_attempts:
             raise exc
         self.log.info("new attempt", code=exc.code, attempt=attempt.number)
-        # Back to QUEUED atomically with the closed attempt; the next turn resubmits.
-        await self.rt.store.set_fields(
-            self.video_id, {"attempts": [a.to_dict() for a in rec.attempts]}
+        return await self.move(
+            rec,
+            Stage.QUEUED,
+            event="retrying",
+            fields={"attempts": [a.to_dict() for a in rec.attempts]},
+            data={"attempt": attempt.number, "error": attempt.error},
         )
-        rec = await self.record()
-        return await self.new_attempt(rec)
 
     async def download(self, rec: VideoRecord) -> VideoRecord:
-        attempt = rec.current_attempt
-        assert attempt is not None and attempt.remote_id is not None  # noqa: S101
-        provider = self.rt.provider(rec.provider)
+        attempt = self._attempt(rec)
+        name, remote_id = attempt.provider, attempt.remote_id or ""
+        provider = self.rt.provider(name)
         dest = raw_path(self.rt.settings, self.video_id)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        remote_id = attempt.remote_id
         if not dest.exists():  # written atomically: present means complete
-            try:
-                async with self.timed("provider"):
-                    await call_with_retries(
-                        lambda: provider.download(remote_id, dest),
-                        self.policy,
-                        on_retry=self._note_retry(rec),
-                    )
-            except RemoteJobLostError as exc:
-                return await self.retry_attempt(rec, exc)
+            async with self.timed("provider"):
+                await call_with_retries(
+                    lambda: provider.download(remote_id, dest),
+                    self.policy,
+                    on_retry=self._note_retry(name),
+                )
         async with self.timed("media"):
             info = await probe(dest)
+        await self.rt.breakers.success(name)
+        await self.rt.capacity.release(name, self.video_id)
         attempt.ended_at = time.time()
         attempt.cost = round(provider.capabilities().cost_per_second * info.duration, 6)
         cost = sum(a.cost for a in rec.attempts)
-        await self.rt.metrics.spend(rec.provider, attempt.cost)
+        await self.rt.metrics.spend(name, attempt.cost)
         return await self.move(
             rec,
             Stage.PROCESSING,
@@ -377,6 +484,9 @@ class _GenerationRun(_Run):
 
 
 class _ProcessingRun(_Run):
+    """processing: check the result's quality, then make the files; validating:
+    check every conversion against its source, then complete."""
+
     async def drive(self, rec: VideoRecord) -> None:
         if rec.stage in (Stage.QUEUED, Stage.SUBMITTING, Stage.GENERATING, Stage.DOWNLOADING):
             return  # not ours yet: the generate job will hand it over
@@ -385,11 +495,65 @@ class _ProcessingRun(_Run):
                 # Time waiting for a free CPU slot: capacity, not orchestration.
                 wait = max(0.0, time.time() - rec.updated_at)
                 await self.rt.store.add_timing(self.video_id, "process_queue", wait)
-            rec = await self.make_outputs(rec)
+            report = await self.check_quality(rec)
+            if not report.ok:
+                await self.regenerate_or_fail(rec, report)
+                return
+            rec = await self.make_outputs(rec, report)
         if rec.stage is Stage.VALIDATING:
-            await self.validate(rec)
+            await self.check_conversions(rec)
 
-    async def make_outputs(self, rec: VideoRecord) -> VideoRecord:
+    async def check_quality(self, rec: VideoRecord) -> ValidationReport:
+        attempt = rec.current_attempt
+        caps = self.rt.provider(attempt.provider if attempt else rec.provider).capabilities()
+        expect = Expectation.from_request(rec.request, audio=caps.audio)
+        if not caps.honours_fps:
+            expect = dataclasses.replace(expect, fps=None)
+        async with self.timed("media"):
+            report = await validate_video(
+                raw_path(self.rt.settings, self.video_id), expect, self.rt.settings.validation
+            )
+        if attempt is not None:
+            attempt.validation = report.to_dict()
+        return report
+
+    async def regenerate_or_fail(self, rec: VideoRecord, report: ValidationReport) -> None:
+        """Generate again with a new seed (the route decides same or next provider),
+        or, after the last allowed try, fail with the reasons."""
+        reasons = "; ".join(p.message for p in report.problems)
+        attempt = rec.current_attempt
+        if attempt is not None:
+            attempt.error = {"code": "quality_check_failed", "message": reasons}
+        tries = sum(
+            1 for a in rec.attempts if (a.error or {}).get("code") == "quality_check_failed"
+        )
+        attempts = [a.to_dict() for a in rec.attempts]
+        settings = self.rt.settings
+        shutil.rmtree(settings.work_dir / self.video_id, ignore_errors=True)
+        if rec.request.regenerate_on_failure and tries <= settings.max_quality_regenerations:
+            request = rec.request.model_copy(update={"seed": secrets.randbelow(2**31)})
+            await self.move(
+                rec,
+                Stage.QUEUED,
+                event="regenerating",
+                fields={
+                    "attempts": attempts,
+                    "request": request.model_dump_json(),
+                    "validation": report.to_dict(),
+                },
+                data={"problems": report.codes},
+            )
+            await self.rt.queues.enqueue_for_stage(self.video_id, Stage.QUEUED)
+            self.log.info("regenerating", problems=report.codes)
+            return
+        await self.rt.store.set_fields(
+            self.video_id, {"attempts": attempts, "validation": report.to_dict()}
+        )
+        raise ReelforgeError(
+            f"the result failed validation: {reasons}", code="quality_check_failed"
+        )
+
+    async def make_outputs(self, rec: VideoRecord, report: ValidationReport) -> VideoRecord:
         settings = self.rt.settings
         start, end = _PROGRESS[Stage.PROCESSING], _PROGRESS[Stage.VALIDATING]
         pending: set[asyncio.Task[Any]] = set()
@@ -420,20 +584,36 @@ class _ProcessingRun(_Run):
             entry["filename"] = output.path.name
             del entry["path"]
             files.append(entry)
-        return await self.move(rec, Stage.VALIDATING, fields={"files": files})
+        return await self.move(
+            rec,
+            Stage.VALIDATING,
+            fields={
+                "files": files,
+                "validation": report.to_dict(),
+                "attempts": [a.to_dict() for a in rec.attempts],
+            },
+        )
 
-    async def validate(self, rec: VideoRecord) -> None:
-        # Output assurance (validate.py) extends this; today: every delivered video
-        # file (each was probed as it was written) has the requested size.
-        problems = [
-            {"code": "wrong_size", "message": f"the {entry['format']} file has the wrong size"}
-            for entry in rec.files
-            if entry["format"] in ("mp4", "webm")
-            and (entry["width"], entry["height"]) != (rec.request.width, rec.request.height)
-        ]
-        report = {"ok": not problems, "problems": problems}
-        if problems:
-            raise ReelforgeError("the result did not pass validation", code="quality_check_failed")
+    async def check_conversions(self, rec: VideoRecord) -> None:
+        """Each delivered video must still be its source: duration, size, SSIM."""
+        raw = raw_path(self.rt.settings, self.video_id)
+        report = dict(rec.validation or {})
+        conversions: dict[str, Any] = {}
+        if raw.exists():  # gone only if a previous turn already checked and completed
+            for entry in rec.files:
+                if entry["format"] not in ("mp4", "webm"):
+                    continue
+                path = output_dir(self.rt.settings, self.video_id) / entry["filename"]
+                async with self.timed("media"):
+                    check = await check_conversion(raw, path)
+                conversions[entry["format"]] = check.to_dict()
+                if not check.ok:
+                    raise ReelforgeError(
+                        f"the {entry['format']} conversion is not faithful to the result: "
+                        + "; ".join(check.problems),
+                        code="conversion_failed",
+                    )
+        report["conversions"] = conversions
         await self.move(rec, Stage.COMPLETED, event="completed", fields={"validation": report})
         shutil.rmtree(self.rt.settings.work_dir / self.video_id, ignore_errors=True)
         await self.finished(rec.provider, "completed")

@@ -254,6 +254,7 @@ async def test_idempotency_key_returns_the_same_video_and_409_for_another_body(
     assert [v["id"] for v in listing["data"]] == [first.json()["id"]]
 
 
+@pytest.mark.timeout(300)  # 50 real renders on 2 cores; generous when the machine is busy
 async def test_fifty_concurrent_submissions_all_complete(service: Service) -> None:
     async def submit(i: int) -> str:
         body = {

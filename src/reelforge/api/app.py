@@ -14,6 +14,7 @@ from reelforge.api.routers import events, health, openai_videos, videos
 from reelforge.events import EventHub
 from reelforge.runtime import Runtime
 from reelforge.settings import Settings
+from reelforge.web import mount_web
 
 __all__ = ["create_app"]
 
@@ -91,6 +92,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     app.include_router(events.router)
     app.include_router(openai_videos.router)
     app.include_router(health.router)
+    mount_web(app)
     uploads = max(settings.max_body_bytes, openai_videos.MAX_CREATE_BODY_BYTES)
     app.add_middleware(
         BodyLimit, limit=settings.max_body_bytes, larger={("POST", "/v1/videos"): uploads}

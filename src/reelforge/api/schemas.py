@@ -51,6 +51,7 @@ class VideoStatusObject(BaseModel):
     status: VideoStatus
     stage: str
     progress: int
+    waiting_for: str | None = None
     error: dict[str, Any] | None = None
     updated_at: str
 
@@ -63,6 +64,8 @@ class VideoObject(BaseModel):
     progress: int
     prompt: str
     provider: str
+    route: list[str]
+    waiting_for: str | None
     seed: int | None
     request: dict[str, Any]
     created_at: str
@@ -113,6 +116,7 @@ def present_status(rec: VideoRecord) -> VideoStatusObject:
         status=rec.status,
         stage=rec.stage.value,
         progress=rec.progress,
+        waiting_for=rec.waiting_for,
         error=rec.error,
         updated_at=_iso(rec.updated_at) or "",
     )
@@ -134,6 +138,8 @@ def present_video(rec: VideoRecord) -> VideoObject:
         progress=rec.progress,
         prompt=rec.request.prompt,
         provider=rec.provider,
+        route=rec.route,
+        waiting_for=rec.waiting_for,
         seed=rec.request.seed,
         request=rec.request.model_dump(mode="json"),
         created_at=_iso(rec.created_at) or "",

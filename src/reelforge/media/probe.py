@@ -130,6 +130,9 @@ def _translate_errors(path: Path) -> Iterator[None]:
         raise UnreadableMediaError(f"no such file: {path}") from exc
     except OSError as exc:
         raise UnreadableMediaError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        # Garbage that half-parses as a container can carry undecodable metadata.
+        raise UnreadableMediaError(f"cannot read {path} as media: {exc}") from exc
 
 
 def _probe_blocking(path: Path) -> MediaInfo:

@@ -29,6 +29,9 @@ class Capabilities:
     audio: bool = True
     image_input: bool = False
     cost_per_second: float = 0.0
+    # Whether the provider takes the frame rate we ask for (OpenAI's API has no fps):
+    # results of one that does not are not held to the request's fps.
+    honours_fps: bool = True
 
     def fits(self, req: GenerationRequest) -> bool:
         if req.duration_seconds > self.max_duration_seconds or req.fps > self.max_fps:

@@ -31,6 +31,7 @@ from reelforge.errors import (
     GenerationFailedError,
     JobCancelledError,
     ProviderError,
+    ProviderUnavailableError,
     ReelforgeError,
     RemoteJobLostError,
 )
@@ -65,6 +66,7 @@ class _LocalJob:
     remote_id: str
     output: Path
     seed: int
+    faulty: bool = False  # fails half way (fault injection)
     state: RemoteState = RemoteState.QUEUED
     progress: int = 0
     error: ReelforgeError | None = None
@@ -80,6 +82,12 @@ class LocalProvider:
     ``config.options`` may set ``preset`` and ``crf`` (x264) and ``max_concurrent``
     (renders at once; default half the CPU cores, at least one — more would only
     slow each render down). Jobs beyond that wait in ``queued``.
+
+    Slow and faulty modes, to see and test resilience without any remote service:
+    ``delay_seconds`` holds every job in ``running`` that long before it renders;
+    ``fault_rate`` (0..1) picks jobs, deterministically by idempotency key, that fail
+    the way a flaky back-end does: at ``fault = "submit"`` (the submit call errors,
+    retryable) or ``"midway"`` (the job fails half way with code ``local_fault``).
     """
 
     def __init__(self, *, name: str, config: ProviderConfig, settings: Settings) -> None:
@@ -94,6 +102,13 @@ class LocalProvider:
             max(1, int(config.options.get("max_concurrent", default_concurrency)))
         )
         self._jobs: dict[str, _LocalJob] = {}
+        self._delay = float(config.options.get("delay_seconds", 0.0))
+        self._fault_rate = float(config.options.get("fault_rate", 0.0))
+        self._fault = str(config.options.get("fault", "midway"))
+
+    def _faulty(self, idempotency_key: str) -> bool:
+        digest = hashlib.sha256(b"fault:" + idempotency_key.encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2**32 < self._fault_rate
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
@@ -111,6 +126,9 @@ class LocalProvider:
         return self._output_dir / f"{remote_id}.mp4"
 
     async def submit(self, req: GenerationRequest, *, idempotency_key: str) -> str:
+        faulty = self._faulty(idempotency_key)
+        if faulty and self._fault == "submit":
+            raise ProviderUnavailableError(f"{self.name}: injected fault at submit")
         remote_id = local_remote_id(idempotency_key)
         output = self._output_path(remote_id)
         existing = self._jobs.get(remote_id)
@@ -118,7 +136,9 @@ class LocalProvider:
         if (existing is not None and not retrying) or (existing is None and output.exists()):
             return remote_id  # same key: the job is under way or already finished
         seed = req.seed if req.seed is not None else _seed_from_key(idempotency_key)
-        job = _LocalJob(remote_id=remote_id, output=output, seed=seed)
+        job = _LocalJob(
+            remote_id=remote_id, output=output, seed=seed, faulty=faulty and self._fault == "midway"
+        )
         self._jobs[remote_id] = job
         job.task = asyncio.create_task(self._render(job, req), name=f"local-render-{remote_id}")
         return remote_id
@@ -128,6 +148,11 @@ class LocalProvider:
         try:
             async with self._slots:
                 job.state = RemoteState.RUNNING
+                if self._delay:
+                    await asyncio.sleep(self._delay)  # slow mode: a back-end taking its time
+                if job.faulty:
+                    job.record_progress(50)
+                    raise ProviderError(f"{self.name}: injected fault half way", code="local_fault")
                 await render_video(
                     req,
                     job.output,

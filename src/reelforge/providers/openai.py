@@ -142,6 +142,7 @@ class OpenAIVideosProvider:
             audio=True,
             image_input=True,
             cost_per_second=self._config.price_per_second,
+            honours_fps=False,
         )
 
     async def _request(self, method: str, url: str, *, what: str, **kw: Any) -> httpx.Response:
