@@ -36,7 +36,8 @@ class SweepingRedisQueue(RedisQueue):
     sweep_lock_seconds: int = 1
 
     async def sweep(self, lock: int = 60, abort: float = 5.0) -> list[str]:
-        return await super().sweep(lock=min(lock, self.sweep_lock_seconds), abort=abort)
+        # A short abort wait: a swept job's worker is gone, nobody will acknowledge.
+        return await super().sweep(lock=min(lock, self.sweep_lock_seconds), abort=min(abort, 0.5))
 
 
 def job_key(stage_queue: str, video_id: str) -> str:

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import redis.exceptions
 import structlog
 from saq import Worker
 from saq.job import Job
@@ -218,6 +219,11 @@ class _Run:
             raise
         except ReelforgeError as exc:
             await self.fail(await self.record(), exc)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            # Redis restarting is an outage, not the video's fault: let saq retry the
+            # job, which resumes from the stored stage once Redis answers again.
+            self.log.warning("redis unavailable; the job will be retried")
+            raise
         except Exception as exc:
             # A bug, not a provider's or user's fault: end the video with a clear code
             # rather than leaving it to be swept and retried forever.

@@ -1,0 +1,440 @@
+"""Chaos: kill workers and the API (and restart Redis) while videos are in flight.
+
+Proves three things on the real service (child processes, real Redis, the OpenAI
+emulator as the provider): no submitted video is lost, none stays stuck, and no
+attempt creates more than one job at the provider.
+
+``run_chaos`` is used by ``tests/integration/test_chaos.py``; ``scripts/chaos`` runs a
+longer version through :func:`main`::
+
+    .venv/bin/python -m tests.chaos --jobs 100 --seconds 120
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import secrets
+import signal
+import subprocess
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis as sync_redis
+
+from reelforge.settings import ProviderConfig, Settings
+from tests.emulators.openai_videos import EmulatorConfig, running_emulator
+from tests.service import free_port, service_env, spawn, stop
+
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+SETTLE_SECONDS = 90.0
+SUBMIT_GIVE_UP_SECONDS = 60.0
+
+
+class _RecordingIdempotency(dict[tuple[str, str], str]):
+    """The emulator's (route, Idempotency-Key) → job map, remembering every job a key
+    ever created (a replay after the job was deleted would create another)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.created: defaultdict[str, list[str]] = defaultdict(list)
+
+    def __setitem__(self, key: tuple[str, str], value: str) -> None:
+        self.created[key[1]].append(value)
+        super().__setitem__(key, value)
+
+
+@dataclass
+class ChaosReport:
+    jobs: int
+    seconds: float
+    seed: int
+    kills: int = 0
+    restarts: int = 0
+    redis_restarts: int = 0
+    unexpected_exits: list[str] = field(default_factory=list)
+    """Child processes that died without being killed (role and exit code)."""
+    submitted: int = 0
+    submit_retries: int = 0
+    completed: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    """Video id → error code of every failed video."""
+    failure_details: dict[str, str] = field(default_factory=dict)
+    """Video id → ``stage at failure: message`` of every failed video."""
+    cancelled: int = 0
+    lost: list[str] = field(default_factory=list)
+    """Submitted ids that no longer exist."""
+    stuck: dict[str, str] = field(default_factory=dict)
+    """Video id → ``status/stage`` of videos not terminal at the deadline."""
+    duplicate_jobs: dict[str, int] = field(default_factory=dict)
+    """Idempotency key → distinct provider jobs it created, where more than one."""
+    resubmits: dict[str, int] = field(default_factory=dict)
+    """Idempotency key → create requests, where more than one (deduplicated by key)."""
+    extra_remote_jobs: dict[str, int] = field(default_factory=dict)
+    """Video id → provider jobs beyond its recorded attempts, where any."""
+    attempts: Counter[int] = field(default_factory=Counter)
+    """Attempts per video → how many videos."""
+    elapsed: float = 0.0
+    settle_seconds: float = 0.0
+
+    @property
+    def failure_codes(self) -> Counter[str]:
+        return Counter(self.failed.values())
+
+    def summary(self) -> str:
+        lines = [
+            f"chaos report (seed {self.seed}, {self.seconds:g} s of chaos, "
+            f"{self.elapsed:.1f} s in all, settled in {self.settle_seconds:.1f} s)",
+            f"  jobs:                {self.jobs} (submitted {self.submitted}, "
+            f"{self.submit_retries} submit retries)",
+            f"  kills:               {self.kills}",
+            f"  restarts:            {self.restarts}",
+            f"  redis restarts:      {self.redis_restarts}",
+            f"  unexpected exits:    {len(self.unexpected_exits)} {self.unexpected_exits or ''}",
+            f"  completed:           {self.completed}",
+            f"  failed:              {len(self.failed)} {dict(self.failure_codes) or ''}",
+            *(
+                f"    {vid}: {self.failed[vid]} ({why})"
+                for vid, why in self.failure_details.items()
+            ),
+            f"  cancelled:           {self.cancelled}",
+            f"  lost:                {len(self.lost)} {self.lost or ''}",
+            f"  stuck:               {len(self.stuck)} {self.stuck or ''}",
+            f"  duplicate jobs:      {len(self.duplicate_jobs)} {self.duplicate_jobs or ''}",
+            f"  resubmits (deduplicated by key): {len(self.resubmits)} {self.resubmits or ''}",
+            f"  extra remote jobs:   {len(self.extra_remote_jobs)} {self.extra_remote_jobs or ''}",
+            f"  attempts per video:  {dict(sorted(self.attempts.items()))}",
+        ]
+        return "\n".join(lines)
+
+
+def _delete_prefix(url: str, prefix: str) -> None:
+    client = sync_redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        for pattern in (
+            f"{prefix}:*",
+            f"saq:{prefix}:*",
+            f"saq:job:{prefix}:*",
+            f"saq:abort:*{prefix}:*",
+        ):
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()
+
+
+class _Children:
+    """The service's child processes, by role; restarts keep the API's port."""
+
+    def __init__(self, env: dict[str, str], logs: Path, api_port: int, report: ChaosReport):
+        self.env = env
+        self.logs = logs
+        self.api_port = api_port
+        self.report = report
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, role: str) -> None:
+        if role == "api":
+            args = ["serve", "--port", str(self.api_port), "--workers", "0"]
+        else:
+            args = ["worker"]
+        self.procs[role] = spawn(args, self.env, self.logs / f"{role}.log")
+
+    def kill(self, role: str) -> None:
+        stop(self.procs[role], signal.SIGKILL)
+        self.report.kills += 1
+
+    def restart(self, role: str) -> None:
+        self.start(role)
+        self.report.restarts += 1
+
+    def revive(self) -> None:
+        """Restart any child that exited without being killed, and note it."""
+        for role, proc in list(self.procs.items()):
+            code = proc.poll()
+            if code is not None:
+                self.report.unexpected_exits.append(f"{role} exited {code}")
+                self.start(role)
+
+    def kill_all(self) -> None:
+        for proc in self.procs.values():
+            with contextlib.suppress(Exception):
+                stop(proc, signal.SIGKILL)
+
+
+async def _submit_all(
+    client: httpx.AsyncClient, jobs: int, seed: int, pace: float, report: ChaosReport
+) -> list[str]:
+    """Submit ``jobs`` videos, each retried under its own Idempotency-Key until the API
+    answers: a kill mid-request neither loses nor duplicates the video."""
+    ids: list[str] = []
+    for i in range(jobs):
+        body = {"prompt": f"chaos {i}", "duration_seconds": 4, "size": "1280x720"}
+        headers = {"Idempotency-Key": f"chaos-{seed}-{i}"}
+        give_up = time.monotonic() + SUBMIT_GIVE_UP_SECONDS
+        while True:
+            try:
+                response = await client.post("/api/videos/generate", json=body, headers=headers)
+                if response.status_code in (200, 201, 202):
+                    ids.append(response.json()["id"])
+                    break
+                if response.status_code != 503:
+                    raise AssertionError(f"submit {i}: {response.status_code} {response.text}")
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > give_up:
+                raise AssertionError(f"submit {i}: the API did not answer for 60 s")
+            report.submit_retries += 1
+            await asyncio.sleep(0.1)
+        report.submitted += 1
+        await asyncio.sleep(pace)
+    return ids
+
+
+class _OwnedRedis:
+    """An embedded Redis the run owns, restartable on the same port and data dir."""
+
+    def __init__(self, data: Path) -> None:
+        from reelforge.server import EmbeddedRedis
+
+        self.data = data
+        self.port = free_port()
+        self.server: EmbeddedRedis | None = EmbeddedRedis(data, port=self.port)
+        self.url = self.server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def start(self) -> None:
+        from reelforge.server import EmbeddedRedis
+
+        self.server = EmbeddedRedis(self.data, port=self.port)
+        self.server.start()
+
+
+async def _chaos(
+    children: _Children,
+    rng: random.Random,
+    seconds: float,
+    redis: _OwnedRedis | None,
+    report: ChaosReport,
+) -> None:
+    """Kill a random child at random moments for ``seconds``; restart it at once.
+    With ``redis``, also stop Redis once mid-run and start it again."""
+    start = time.monotonic()
+    end = start + seconds
+    redis_at = start + seconds * rng.uniform(0.3, 0.5) if redis else None
+    while time.monotonic() < end:
+        await asyncio.sleep(rng.uniform(0.3, 2.5))  # the chaos schedule, by design
+        children.revive()
+        if redis is not None and redis_at is not None and time.monotonic() >= redis_at:
+            redis_at = None
+            redis.stop()
+            await asyncio.sleep(rng.uniform(0.5, 2.0))  # Redis down for a moment
+            redis.start()
+            report.redis_restarts += 1
+            continue
+        role = rng.choice(["worker0", "worker1", "api"])
+        children.kill(role)
+        children.restart(role)
+    children.revive()
+
+
+async def _settle(
+    client: httpx.AsyncClient, ids: list[str], children: _Children, report: ChaosReport
+) -> dict[str, dict[str, Any]]:
+    """Poll until every video is terminal (or gone), up to SETTLE_SECONDS."""
+    final: dict[str, dict[str, Any]] = {}
+    missing: set[str] = set()
+    started = time.monotonic()
+    deadline = started + SETTLE_SECONDS
+    pending = list(ids)
+    while pending and time.monotonic() < deadline:
+        children.revive()
+        still: list[str] = []
+        for video_id in pending:
+            try:
+                response = await client.get(f"/api/videos/{video_id}")
+            except httpx.TransportError:
+                still.append(video_id)
+                continue
+            if response.status_code == 404:
+                missing.add(video_id)
+                continue
+            if response.status_code != 200:
+                still.append(video_id)
+                continue
+            video = response.json()
+            final[video_id] = video
+            if video["status"] not in TERMINAL:
+                still.append(video_id)
+        pending = still
+        if pending:
+            await asyncio.sleep(0.5)
+    report.settle_seconds = time.monotonic() - started
+    report.lost = sorted(missing)
+    for video_id in pending:
+        video = final.get(video_id)
+        report.stuck[video_id] = f"{video['status']}/{video['stage']}" if video else "unreadable"
+    return final
+
+
+async def run_chaos(
+    *,
+    jobs: int,
+    seconds: float,
+    seed: int,
+    redis_restart: bool,
+    workdir: Path,
+    redis_url: str | None,
+) -> ChaosReport:
+    """Run the service under chaos and report what became of every video."""
+    began = time.monotonic()
+    report = ChaosReport(jobs=jobs, seconds=seconds, seed=seed)
+    rng = random.Random(seed)
+    logs = workdir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    prefix = f"chaos-{secrets.token_hex(4)}"
+    owned = None
+    if redis_restart or not redis_url:
+        # An embedded Redis of our own (append-only file), restartable in place.
+        owned = _OwnedRedis(workdir / "redis")
+        url = owned.url
+    else:
+        url = redis_url
+
+    children: _Children | None = None
+    try:
+        async with running_emulator(EmulatorConfig(job_seconds=1.0, poll_after_ms=50)) as emu:
+            recorder = _RecordingIdempotency()
+            emu.state.idempotency = recorder
+            remote = ProviderConfig(
+                kind="openai",
+                base_url=emu.base_url,
+                poll_interval_seconds=0.1,
+                timeout_seconds=2,
+            )
+            settings = Settings(
+                data_dir=workdir / "data",
+                redis_url=url,
+                redis_prefix=prefix,
+                providers={"remote": remote},
+                default_provider="remote",
+                job_heartbeat_seconds=2,
+                sweep_interval_seconds=1.0,
+                worker_heartbeat_seconds=0.5,
+                retry_initial_seconds=0.05,
+                retry_max_seconds=0.5,
+            )
+            env = service_env(settings, {"REELFORGE_DEFAULT_PROVIDER": "remote"})
+            children = _Children(env, logs, free_port(), report)
+            for role in ("worker0", "worker1", "api"):
+                children.start(role)
+            base = f"http://127.0.0.1:{children.api_port}"
+            async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+                pace = seconds * 0.5 / max(jobs, 1)
+                submitting = asyncio.create_task(_submit_all(client, jobs, seed, pace, report))
+                try:
+                    await _chaos(children, rng, seconds, owned if redis_restart else None, report)
+                    ids = await submitting
+                finally:
+                    submitting.cancel()
+                    with contextlib.suppress(BaseException):
+                        await submitting
+                final = await _settle(client, ids, children, report)
+            _tally(report, ids, final, recorder, emu.state.submits_by_key)
+    finally:
+        if children is not None:
+            children.kill_all()
+        with contextlib.suppress(Exception):
+            _delete_prefix(url, prefix)
+        if owned is not None:
+            owned.stop()
+    report.elapsed = time.monotonic() - began
+    return report
+
+
+def _tally(
+    report: ChaosReport,
+    ids: list[str],
+    final: dict[str, dict[str, Any]],
+    recorder: _RecordingIdempotency,
+    submits_by_key: Counter[str],
+) -> None:
+    for video_id in ids:
+        video = final.get(video_id)
+        if video is None or video_id in report.stuck:
+            continue
+        if video["status"] == "completed":
+            report.completed += 1
+        elif video["status"] == "failed":
+            error = video.get("error") or {}
+            report.failed[video_id] = error.get("code") or "no code"
+            attempts = video.get("attempts") or []
+            report.failure_details[video_id] = f"{len(attempts)} attempts, {error.get('message')}"
+        elif video["status"] == "cancelled":
+            report.cancelled += 1
+        report.attempts[len(video.get("attempts") or [])] += 1
+    for key, created in recorder.created.items():
+        if len(set(created)) > 1:
+            report.duplicate_jobs[key] = len(set(created))
+    for key, count in submits_by_key.items():
+        if count > 1:
+            report.resubmits[key] = count
+    # Every provider job, by the video its key names ("<video_id>-<attempt>").
+    per_video: Counter[str] = Counter()
+    for key, created in recorder.created.items():
+        per_video[key.rsplit("-", 1)[0]] += len(set(created))
+    for video_id, count in per_video.items():
+        video = final.get(video_id)
+        attempts = len((video or {}).get("attempts") or [])
+        if video is not None and count > attempts:
+            report.extra_remote_jobs[video_id] = count - attempts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--seed", type=int, default=None, help="random by default")
+    parser.add_argument(
+        "--redis-restart",
+        action="store_true",
+        help="own an embedded Redis and restart it once mid-run",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL"),
+        help="Redis to use without --redis-restart (default: REDIS_URL, else an embedded one)",
+    )
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    with tempfile.TemporaryDirectory(prefix="reelforge-chaos-") as tmp:
+        report = asyncio.run(
+            run_chaos(
+                jobs=args.jobs,
+                seconds=args.seconds,
+                seed=seed,
+                redis_restart=args.redis_restart,
+                workdir=Path(tmp),
+                redis_url=args.redis_url,
+            )
+        )
+    print(report.summary())
+    ok = not (report.lost or report.stuck or report.duplicate_jobs or report.unexpected_exits)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""Chaos: SIGKILL workers and the API (and restart Redis) while 30 videos are in
+flight; no video may be lost, stay stuck, or run twice at the provider per attempt.
+The report is printed (``pytest -s`` shows it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.chaos import ChaosReport, run_chaos
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+# Failures the chaos may legitimately cause; each must still carry its code.
+ALLOWED_FAILURES = frozenset(
+    {"provider_unavailable", "provider_timeout", "deadline_exceeded", "service_unavailable"}
+)
+
+
+def _check(report: ChaosReport, allowed: frozenset[str] = ALLOWED_FAILURES) -> None:
+    print("\n" + report.summary())
+    assert report.submitted == report.jobs
+    assert report.lost == []
+    assert report.stuck == {}
+    assert report.duplicate_jobs == {}
+    assert report.extra_remote_jobs == {}
+    assert report.unexpected_exits == []
+    assert report.completed + len(report.failed) + report.cancelled == report.jobs
+    assert report.cancelled == 0
+    assert set(report.failed.values()) <= allowed, report.failure_details
+    assert report.completed >= report.jobs * 0.9
+
+
+async def test_killing_workers_and_the_api_loses_no_job(redis_url: str, tmp_path: Path) -> None:
+    report = await run_chaos(
+        jobs=30,
+        seconds=20,
+        seed=20260101,
+        redis_restart=False,
+        workdir=tmp_path,
+        redis_url=redis_url,
+    )
+    _check(report)
+    assert report.kills >= 5 and report.restarts == report.kills
+
+
+async def test_a_redis_restart_mid_run_loses_no_job(tmp_path: Path) -> None:
+    report = await run_chaos(
+        jobs=30,
+        seconds=15,
+        seed=20260102,
+        redis_restart=True,
+        workdir=tmp_path,
+        redis_url=None,
+    )
+    _check(report)
+    assert report.redis_restarts == 1
