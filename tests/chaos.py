@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis as sync_redis
 
 from reelforge.settings import ProviderConfig, Settings
+from tests.conftest import delete_prefix
 from tests.emulators.openai_videos import EmulatorConfig, running_emulator
 from tests.service import free_port, service_env, spawn, stop
 
@@ -114,22 +114,6 @@ class ChaosReport:
             f"  attempts per video:  {dict(sorted(self.attempts.items()))}",
         ]
         return "\n".join(lines)
-
-
-def _delete_prefix(url: str, prefix: str) -> None:
-    client = sync_redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        for pattern in (
-            f"{prefix}:*",
-            f"saq:{prefix}:*",
-            f"saq:job:{prefix}:*",
-            f"saq:abort:*{prefix}:*",
-        ):
-            keys = list(client.scan_iter(match=pattern, count=1000))
-            if keys:
-                client.delete(*keys)
-    finally:
-        client.close()
 
 
 class _Children:
@@ -358,7 +342,7 @@ async def run_chaos(
         if children is not None:
             children.kill_all()
         with contextlib.suppress(Exception):
-            _delete_prefix(url, prefix)
+            delete_prefix(url, prefix)
         if owned is not None:
             owned.stop()
     report.elapsed = time.monotonic() - began

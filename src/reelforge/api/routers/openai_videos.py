@@ -31,6 +31,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reelforge.api.deps import CurrentOwner, RuntimeDep
+from reelforge.api.files import serve_file
 from reelforge.api.openai_schemas import (
     OPENAI_MODEL_METADATA_KEY,
     CreateVideoBody,
@@ -83,13 +84,6 @@ _POLL_AFTER_MAX_MS: Final = 5_000
 _MULTIPART_MAX_FIELDS: Final = 32
 
 _VARIANT_FORMATS: Final = {"video": "mp4", "thumbnail": "thumbnail", "spritesheet": "spritesheet"}
-_MEDIA_TYPES: Final = {
-    "mp4": "video/mp4",
-    "webm": "video/webm",
-    "jpg": "image/jpeg",
-    "jpeg": "image/jpeg",
-    "webp": "image/webp",
-}
 # A form field naming a member of an object: ``input_reference[image_url]``.
 _NESTED_FIELD: Final = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\[([A-Za-z_][A-Za-z0-9_]*)\]")
 
@@ -558,24 +552,12 @@ async def download_openai_video_content(
     record = await rt.store.get(video_id, owner=owner)
     if record.status is not VideoStatus.COMPLETED:
         raise _not_ready(record)
-    fmt = _VARIANT_FORMATS[variant]
-    entry = next((f for f in record.files if f["format"] == fmt), None)
-    if entry is None:
-        raise NotFoundError(
-            f"Video {video_id} has no {variant} (it was made without an MP4).",
-            code="variant_not_available",
-            param="variant",
-        )
-    path = rt.settings.videos_dir / video_id / entry["filename"]
-    if not path.is_file():
-        raise NotFoundError(f"The {variant} of video {video_id} is gone.", code="file_missing")
-    suffix = path.suffix.lstrip(".")
-    return FileResponse(
-        path,
-        media_type=_MEDIA_TYPES.get(suffix, "application/octet-stream"),
-        filename=f"{video_id}.{suffix}" if variant == "video" else None,
-        content_disposition_type="inline",
+    missing = NotFoundError(
+        f"Video {video_id} has no {variant} (it was made without an MP4).",
+        code="variant_not_available",
+        param="variant",
     )
+    return serve_file(rt, record, _VARIANT_FORMATS[variant], not_available=missing)
 
 
 @router.post("/videos/{video_id}/remix", response_model=OpenAIVideo)

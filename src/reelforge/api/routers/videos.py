@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from reelforge.api.deps import CurrentOwner, RuntimeDep, StoreDep, VideoId
+from reelforge.api.files import serve_file
 from reelforge.api.schemas import (
     DeletedVideo,
     ErrorResponse,
@@ -35,13 +36,6 @@ router = APIRouter(
         503: {"model": ErrorResponse},
     },
 )
-
-_MEDIA_TYPES = {
-    "mp4": "video/mp4",
-    "webm": "video/webm",
-    "jpg": "image/jpeg",
-    "webp": "image/webp",
-}
 
 
 async def _json_body(request: Request) -> Any:
@@ -169,20 +163,9 @@ async def content(
             f"video {video_id} is {record.status.value}; files exist once it is completed",
             code="video_not_ready",
         )
-    entry = next((f for f in record.files if f["format"] == format), None)
-    if entry is None:
-        raise NotFoundError(
-            f"video {video_id} has no {format} file; ask for it in formats",
-            code="format_not_available",
-            param="format",
-        )
-    path = rt.settings.videos_dir / video_id / entry["filename"]
-    if not path.is_file():
-        raise NotFoundError(f"the {format} file of {video_id} is gone", code="file_missing")
-    suffix = path.suffix.lstrip(".")
-    return FileResponse(
-        path,
-        media_type=_MEDIA_TYPES.get(suffix, "application/octet-stream"),
-        filename=f"{video_id}.{suffix}" if format in ("mp4", "webm") else None,
-        content_disposition_type="inline",
+    missing = NotFoundError(
+        f"video {video_id} has no {format} file; ask for it in formats",
+        code="format_not_available",
+        param="format",
     )
+    return serve_file(rt, record, format, not_available=missing)
