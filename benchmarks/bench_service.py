@@ -17,7 +17,6 @@ import os
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,6 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from reelforge.errors import RemoteJobLostError  # noqa: E402
-from reelforge.media.ffmpeg import ffmpeg_exe  # noqa: E402
 from reelforge.models import GenerationRequest  # noqa: E402
 from reelforge.providers.base import Capabilities, RemoteState, RemoteStatus  # noqa: E402
 from reelforge.settings import ProviderConfig, Settings  # noqa: E402
@@ -75,32 +73,11 @@ def _redis_url() -> str:
 
 
 def _clip(directory: Path) -> Path:
-    path = directory / "clip.mp4"
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=64x64:rate=8:duration=0.5",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=duration=0.5",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-shortest",
-            str(path),
-        ],
-        check=True,
+    from tests.clips import lavfi_clip
+
+    return lavfi_clip(
+        directory / "clip.mp4", "testsrc2=size=64x64:rate=8:duration=0.5", seconds=0.5
     )
-    return path
 
 
 def _percentile(values: list[float], pct: float) -> float:

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reelforge.media.ffmpeg import ffmpeg_exe
 from reelforge.runtime import Runtime
 from reelforge.settings import ProviderConfig, Settings
+from tests.clips import lavfi_clip
 from tests.fakes import submits
 from tests.service import free_port, service_env, spawn, stop, wait_until
 
@@ -24,31 +24,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("clip") / "clip.mp4"
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x90:rate=12:duration=1",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:duration=1",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-shortest",
-            str(path),
-        ],
-        check=True,
-    )
-    return path
+    return lavfi_clip(path, "testsrc2=size=160x90:rate=12:duration=1", seconds=1)
 
 
 @pytest.fixture

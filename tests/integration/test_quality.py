@@ -3,14 +3,13 @@ again, and the video keeps every attempt's report."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reelforge.media.ffmpeg import ffmpeg_exe
 from reelforge.settings import ProviderConfig, Settings
+from tests.clips import lavfi_clip
 from tests.fakes import submits
 from tests.service import running_service
 
@@ -18,15 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def _clip(path: Path, video: str) -> Path:
-    subprocess.run(
-        [
-            ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", video,
-            "-f", "lavfi", "-i", "sine=frequency=330:duration=2",
-            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path),
-        ],
-        check=True,
-    )  # fmt: skip
-    return path
+    return lavfi_clip(path, video, seconds=2, tone_hz=330)
 
 
 @pytest.fixture(scope="module")
