@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,10 @@ from reelforge.media.transcode import (
 )
 from reelforge.settings import MediaSettings
 
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script, the tests package must be importable
+    sys.path.insert(0, str(REPO))
+
 __all__ = ["run"]
 
 CLIP_SECONDS = 8
@@ -40,20 +45,10 @@ TARGET_RATIO = 1.05
 
 
 def _make_source(dest: Path) -> Path:
-    subprocess.run(
-        ffmpeg_command(
-            [
-                "-f", "lavfi",
-                "-i", f"testsrc2=size={CLIP_SIZE}:rate={CLIP_FPS}:duration={CLIP_SECONDS}",
-                "-f", "lavfi", "-i", f"sine=frequency=440:duration={CLIP_SECONDS}",
-                "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-                "-c:a", "aac", "-b:a", "128k", str(dest),
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return dest
+    from tests.clips import lavfi_clip
+
+    source = f"testsrc2=size={CLIP_SIZE}:rate={CLIP_FPS}:duration={CLIP_SECONDS}"
+    return lavfi_clip(dest, source, seconds=CLIP_SECONDS)
 
 
 def _time_async(make: Callable[[], Awaitable[Any]]) -> float:

@@ -14,15 +14,18 @@ Run: ``.venv/bin/python benchmarks/bench_validate.py`` or ``python -m benchmarks
 from __future__ import annotations
 
 import asyncio
-import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import av
 
-from reelforge.media.ffmpeg import ffmpeg_command
 from reelforge.media.validate import Expectation, validate_video
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script, the tests package must be importable
+    sys.path.insert(0, str(REPO))
 
 __all__ = ["run"]
 
@@ -34,21 +37,10 @@ TARGET_RATIO = 0.25
 
 
 def _make_source(dest: Path) -> Path:
-    subprocess.run(
-        ffmpeg_command(
-            [
-                "-f", "lavfi",
-                "-i", f"testsrc2=size={CLIP_WIDTH}x{CLIP_HEIGHT}:rate={CLIP_FPS}"
-                f":duration={CLIP_SECONDS}",
-                "-f", "lavfi", "-i", f"sine=frequency=440:duration={CLIP_SECONDS}",
-                "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-                "-c:a", "aac", "-b:a", "128k", str(dest),
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return dest
+    from tests.clips import lavfi_clip
+
+    source = f"testsrc2=size={CLIP_WIDTH}x{CLIP_HEIGHT}:rate={CLIP_FPS}:duration={CLIP_SECONDS}"
+    return lavfi_clip(dest, source, seconds=CLIP_SECONDS)
 
 
 def _time_validation(source: Path, expect: Expectation) -> float:

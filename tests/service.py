@@ -67,8 +67,15 @@ class Service:
 
 @contextlib.asynccontextmanager
 async def running_server(settings: Settings, runtime: Runtime) -> AsyncIterator[str]:
+    async with serve_app(create_app(settings, runtime=runtime)) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app under uvicorn on a free 127.0.0.1 port, in this event loop."""
     config = uvicorn.Config(
-        create_app(settings, runtime=runtime),
+        app,
         host="127.0.0.1",
         port=free_port(),
         log_config=None,

@@ -15,7 +15,6 @@ from typing import Any, cast
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
@@ -27,7 +26,7 @@ from reelforge.models import GenerationRequest, Stage
 from reelforge.runtime import Runtime
 from reelforge.settings import Settings
 from reelforge.store import VideoRecord, new_video_id
-from tests.service import free_port, wait_until
+from tests.service import serve_app, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -55,30 +54,14 @@ class Server:
 async def server(service_settings: Settings) -> AsyncIterator[Server]:
     rt = await Runtime.open(service_settings)
     app = create_app(service_settings, runtime=rt)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=free_port(),
-        log_config=None,
-        access_log=False,
-        ws="websockets-sansio",
-        lifespan="on",
-    )
-    uv = uvicorn.Server(config)
-    task = asyncio.create_task(uv.serve())
     try:
-        await wait_until(lambda: _started(uv), timeout=10)
-        url = f"http://127.0.0.1:{config.port}"
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        async with (
+            serve_app(app) as url,
+            httpx.AsyncClient(base_url=url, timeout=10) as client,
+        ):
             yield Server(url, rt, app, client)
     finally:
-        uv.should_exit = True
-        await task
         await rt.close()
-
-
-async def _started(uv: uvicorn.Server) -> bool:
-    return uv.started
 
 
 async def new_video(rt: Runtime) -> str:

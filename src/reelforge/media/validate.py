@@ -785,34 +785,27 @@ def _picture_problems(
     length = max(video.ends[-1] - video.starts[0], 1e-9)
 
     black = [Segment(video.starts[a], video.ends[b]) for a, b in _runs(video.black)]
-    black_total = sum(s.seconds for s in black)
-    facts.black_fraction = _round(black_total / length)
-    facts.black_segments = [_rounded(s) for s in black[:_MAX_LISTED_SEGMENTS]]
-    longest_black = max((s.seconds for s in black), default=0.0)
-    if (
-        black_total / length >= settings.black_max_fraction
-        or longest_black >= settings.black_max_run_seconds
-    ):
-        problems.append(
-            _segments_problem(
-                ProblemCode.BLACK_VIDEO, "black", black, black_total, length, longest_black
-            )
-        )
+    facts.black_fraction, facts.black_segments, problem = _judge_segments(
+        ProblemCode.BLACK_VIDEO,
+        "black",
+        black,
+        length,
+        settings.black_max_fraction,
+        settings.black_max_run_seconds,
+    )
+    if problem is not None:
+        problems.append(problem)
 
-    frozen = _frozen_segments(video, settings)
-    frozen_total = sum(s.seconds for s in frozen)
-    facts.frozen_fraction = _round(frozen_total / length)
-    facts.frozen_segments = [_rounded(s) for s in frozen[:_MAX_LISTED_SEGMENTS]]
-    longest_frozen = max((s.seconds for s in frozen), default=0.0)
-    if (
-        frozen_total / length >= settings.frozen_max_fraction
-        or longest_frozen >= settings.frozen_max_run_seconds
-    ):
-        problems.append(
-            _segments_problem(
-                ProblemCode.FROZEN_VIDEO, "frozen", frozen, frozen_total, length, longest_frozen
-            )
-        )
+    facts.frozen_fraction, facts.frozen_segments, problem = _judge_segments(
+        ProblemCode.FROZEN_VIDEO,
+        "frozen",
+        _frozen_segments(video, settings),
+        length,
+        settings.frozen_max_fraction,
+        settings.frozen_max_run_seconds,
+    )
+    if problem is not None:
+        problems.append(problem)
 
     flicker = _flicker(video, facts, settings)
     if flicker is not None:
@@ -869,6 +862,23 @@ def _flicker(
         _round(window_start),
         _round(window_end),
     )
+
+
+def _judge_segments(
+    code: ProblemCode,
+    what: str,
+    segments: list[Segment],
+    length: float,
+    max_fraction: float,
+    max_run_seconds: float,
+) -> tuple[float, list[Segment], Problem | None]:
+    """Share of the clip, listed segments, and the problem if too much or too long."""
+    total = sum(s.seconds for s in segments)
+    longest = max((s.seconds for s in segments), default=0.0)
+    listed = [_rounded(s) for s in segments[:_MAX_LISTED_SEGMENTS]]
+    failed = total / length >= max_fraction or longest >= max_run_seconds
+    problem = _segments_problem(code, what, segments, total, length, longest) if failed else None
+    return _round(total / length), listed, problem
 
 
 def _segments_problem(
