@@ -1,7 +1,7 @@
 """Checking payloads against OpenAI's published Videos schemas.
 
-The reference is ``shared/reference/openai-videos-openapi.yaml`` beside the repository
-(an extract of OpenAI's OpenAPI 3.1 spec). OpenAPI 3.1 schemas are JSON Schema
+The reference is ``tests/reference/openai-videos-openapi.yaml`` (an extract of
+OpenAI's OpenAPI 3.1 spec, copied into the repository with its source noted). OpenAPI 3.1 schemas are JSON Schema
 2020-12, so the whole document is registered as one resource and a component is
 validated through a ``$ref`` into it; the spec's own ``$ref``\\s then resolve as
 written. Vendor keywords (``x-stainless-const``, ``example``) are ignored, as
@@ -32,9 +32,7 @@ __all__ = [
     "validate_error_body",
 ]
 
-SPEC_PATH = (
-    Path(__file__).resolve().parents[3] / "shared" / "reference" / "openai-videos-openapi.yaml"
-)
+SPEC_PATH = Path(__file__).resolve().parents[1] / "reference" / "openai-videos-openapi.yaml"
 _SPEC_URI = "urn:openai:videos-openapi"
 
 # The spec has no schema for error answers; this is the shape the SDK and the notes

@@ -8,7 +8,7 @@ module is a faithful stand-in for such a server, for tests and for manual runs::
 
 What it owns:
 
-* the routes of ``shared/reference/openai-videos-openapi.yaml`` that the provider
+* the routes of ``tests/reference/openai-videos-openapi.yaml`` that the provider
   uses (create, list, retrieve, delete, content, remix), with OpenAI's request
   validation and its error body ``{"error": {"message", "type", "param", "code"}}``;
 * the job life cycle ``queued`` → ``in_progress`` (rising ``progress``) →

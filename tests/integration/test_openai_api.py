@@ -2,7 +2,7 @@
 
 The real app under uvicorn, real Redis, real workers rendering with the ``local``
 provider. The SDK is used unchanged, as a user would; every JSON answer it receives
-is checked against OpenAI's published schemas (``shared/reference``) by a response
+is checked against OpenAI's published schemas (``tests/reference``) by a response
 hook on its HTTP client, errors included.
 """
 
