@@ -1,11 +1,12 @@
 """Checking payloads against OpenAI's published Videos schemas.
 
 The reference is ``tests/reference/openai-videos-openapi.yaml`` (an extract of
-OpenAI's OpenAPI 3.1 spec, copied into the repository with its source noted). OpenAPI 3.1 schemas are JSON Schema
-2020-12, so the whole document is registered as one resource and a component is
-validated through a ``$ref`` into it; the spec's own ``$ref``\\s then resolve as
-written. Vendor keywords (``x-stainless-const``, ``example``) are ignored, as
-JSON Schema ignores unknown keywords.
+OpenAI's OpenAPI 3.1 spec, copied into the repository with its source noted).
+OpenAPI 3.1 schemas are JSON Schema 2020-12, so the whole document is registered
+as one resource and a component is validated through a ``$ref`` into it; the
+spec's own ``$ref``\\s then resolve as written. Vendor keywords
+(``x-stainless-const``, ``example``) are ignored, as JSON Schema ignores unknown
+keywords.
 
     validate_against("VideoResource", payload)      # raises on mismatch
     response_schema_name("GET", "/v1/videos/video_1")  # → "VideoResource"
