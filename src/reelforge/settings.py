@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     # A result that fails validation is generated again (new seed) up to this many
     # times; requests may turn it off with ``regenerate_on_failure: false``.
     max_quality_regenerations: int = Field(default=2, ge=0)
+    # Model catalogue entries merged over the shipped one (providers/catalogue.toml):
+    # {kind: {model: {durations, sizes, fields, price_per_second, ...}}}.
+    catalogue: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
     log_level: str = "INFO"
     log_json: bool = True
 

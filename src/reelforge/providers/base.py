@@ -32,6 +32,8 @@ class Capabilities:
     # Whether the provider takes the frame rate we ask for (OpenAI's API has no fps):
     # results of one that does not are not held to the request's fps.
     honours_fps: bool = True
+    max_prompt_length: int | None = None  # characters; None: only our global limit
+    negative_prompt: bool = True  # whether the model takes a separate negative prompt
 
     def fits(self, req: GenerationRequest) -> bool:
         if req.duration_seconds > self.max_duration_seconds or req.fps > self.max_fps:
