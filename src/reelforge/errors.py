@@ -21,6 +21,9 @@ these at one boundary each; nothing above that boundary sees a foreign exception
     │   ├── RemoteJobLostError          remote_job_lost
     │   └── GenerationFailedError       generation_failed  (carries the remote code)
     ├── UnknownProviderError            unknown_provider
+    ├── StorageError                    storage_error
+    │   ├── StorageUnavailableError     storage_unavailable (retryable: the store is unreachable)
+    │   └── StorageFullError            storage_full       (no space left; retryable elsewhere)
     ├── JobCancelledError               cancelled
     └── ServiceUnavailableError         service_unavailable
 """
@@ -46,6 +49,9 @@ __all__ = [
     "ReelforgeError",
     "RemoteJobLostError",
     "ServiceUnavailableError",
+    "StorageError",
+    "StorageFullError",
+    "StorageUnavailableError",
     "UnknownProviderError",
     "UnreadableMediaError",
 ]
@@ -156,6 +162,22 @@ class GenerationFailedError(ProviderError):
         super().__init__(message, code=remote_code)
         self.remote_code = remote_code
         self.retryable = retryable  # type: ignore[misc]
+
+
+class StorageError(ReelforgeError):
+    code = "storage_error"
+
+
+class StorageUnavailableError(StorageError):
+    code = "storage_unavailable"
+    retryable = True
+
+
+class StorageFullError(StorageError):
+    """No space left where a file was being written; another worker may have room."""
+
+    code = "storage_full"
+    retryable = True
 
 
 class JobCancelledError(ReelforgeError):

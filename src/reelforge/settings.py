@@ -20,7 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["MediaSettings", "ProviderConfig", "Settings", "ValidationSettings"]
+__all__ = ["MediaSettings", "ProviderConfig", "Settings", "StorageSettings", "ValidationSettings"]
 
 
 class ProviderConfig(BaseModel):
@@ -50,6 +50,34 @@ def _local_provider() -> ProviderConfig:
 
 def _default_providers() -> dict[str, ProviderConfig]:
     return {"local": _local_provider()}
+
+
+class StorageSettings(BaseModel):
+    """Where finished files and uploads live (``REELFORGE_STORAGE__KIND=s3``, ...).
+
+    ``local``: under ``data_dir`` (one machine, or a shared filesystem). ``s3``: an
+    S3-compatible bucket; then API and workers share only Redis and the bucket.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["local", "s3"] = "local"
+    endpoint_url: str | None = None  # None: AWS S3 of ``region``
+    bucket: str | None = None
+    prefix: str = ""  # every key starts with it (several deployments in one bucket)
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    path_style: bool = False  # http://host/bucket/key instead of http://bucket.host/key
+    create_bucket: bool = False  # create the bucket when it is missing
+    # Content requests: "redirect" answers 302 to a presigned URL (clients reach the
+    # store); "stream" relays the bytes through the API (with Range).
+    serve: Literal["redirect", "stream"] = "redirect"
+    presign_seconds: int = Field(default=300, ge=1, le=7 * 86_400)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    request_timeout_seconds: float = Field(default=300.0, gt=0)
+    retries: int = Field(default=3, ge=0)
+    retry_timeout_seconds: float = Field(default=20.0, gt=0)
 
 
 class MediaSettings(BaseModel):
@@ -145,6 +173,9 @@ class Settings(BaseSettings):
     # How long finished files stay downloadable (`expires_at` of /v1/videos); 0 = forever.
     retention_seconds: int = 0
     providers: dict[str, ProviderConfig] = Field(default_factory=_default_providers)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    # This worker's own local scratch (renders, transcodes); None: data_dir/work.
+    scratch_dir: Path | None = None
     media: MediaSettings = Field(default_factory=MediaSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     # A result that fails validation is generated again (new seed) up to this many
@@ -200,5 +231,6 @@ class Settings(BaseSettings):
 
     @property
     def work_dir(self) -> Path:
-        """Scratch space of providers (e.g. the local renderer's raw output)."""
-        return self.data_dir / "work"
+        """This process's scratch space (raw results, transcodes): ``scratch_dir``, else
+        ``data_dir/work``."""
+        return self.scratch_dir if self.scratch_dir is not None else self.data_dir / "work"
