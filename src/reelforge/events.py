@@ -59,6 +59,7 @@ from redis.exceptions import RedisError
 
 from reelforge.errors import InvalidRequestError, ServiceUnavailableError
 from reelforge.keys import Keys
+from reelforge.redis_client import open_redis
 
 __all__ = [
     "TERMINAL_EVENT_TYPES",
@@ -557,7 +558,7 @@ class EventHub:
             "retry": Retry(NoBackoff(), 0),
         }
         if self._redis_url is not None:
-            return Redis.from_url(self._redis_url, decode_responses=True, **options)
+            return open_redis(self._redis_url, max_connections=4, decode_responses=True, **options)
         shared = self._redis.connection_pool
         pool = ConnectionPool(
             connection_class=shared.connection_class, **{**shared.connection_kwargs, **options}

@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
 from saq import Queue
 from saq.job import TERMINAL_STATUSES
 from saq.queue.redis import RedisQueue
 
 from reelforge.keys import Keys
 from reelforge.models import Stage
+from reelforge.redis_client import open_redis
 from reelforge.settings import Settings
 
 __all__ = ["GENERATE_STAGES", "Queues", "SweepingRedisQueue", "job_key"]
@@ -57,10 +57,7 @@ class Queues:
         def build(name: str, concurrency: int) -> Queue:
             # saq parks each idle worker slot in a blocking dequeue on its own
             # connection: the pool must hold one per slot, plus upkeep.
-            pool = BlockingConnectionPool.from_url(
-                redis_url, max_connections=concurrency + 20, timeout=30
-            )
-            client = Redis(connection_pool=pool)
+            client = open_redis(redis_url, max_connections=concurrency + 20, timeout=30)
             queue = SweepingRedisQueue(client, name=keys.queue(name))
             queue.sweep_lock_seconds = max(1, int(settings.sweep_interval_seconds))
             return queue

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 from reelforge.errors import ServiceUnavailableError
 from reelforge.keys import Keys
@@ -16,6 +16,7 @@ from reelforge.limits import Capacity, CircuitBreakers
 from reelforge.metrics import Metrics
 from reelforge.providers import Provider, build_provider
 from reelforge.queue import Queues
+from reelforge.redis_client import open_redis
 from reelforge.settings import Settings
 from reelforge.store import VideoStore
 
@@ -45,10 +46,9 @@ class Runtime:
         url = redis_url_of(settings)
         # Bursts (1000 jobs polling, 500 SSE clients joining) must wait for a pooled
         # connection, not fail with "Too many connections".
-        pool = BlockingConnectionPool.from_url(
+        redis = open_redis(
             url, decode_responses=True, max_connections=settings.redis_max_connections, timeout=10
         )
-        redis = Redis(connection_pool=pool)
         keys = Keys(settings.redis_prefix)
         queues = Queues.from_settings(settings, url)
         await queues.connect()

@@ -20,11 +20,11 @@ from typing import Any
 
 import structlog
 import uvicorn
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from reelforge.api.app import create_app
 from reelforge.errors import InvalidRequestError, ServiceUnavailableError
+from reelforge.redis_client import open_redis
 from reelforge.runtime import Runtime
 from reelforge.settings import Settings
 from reelforge.worker import WorkerProcess
@@ -59,7 +59,7 @@ class EmbeddedRedis:
 
 
 async def check_redis(url: str) -> None:
-    client = Redis.from_url(url, socket_connect_timeout=3)
+    client = open_redis(url, max_connections=2, socket_connect_timeout=3)
     try:
         await client.ping()
     except (RedisError, OSError) as exc:
