@@ -44,7 +44,7 @@ class RetryPolicy:
         self.initial = initial
         self.maximum = maximum
         self.total_seconds = total_seconds
-        self._backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
+        self._backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
 
     def wait(self, state: RetryCallState) -> float:
         """Backoff, or the server's Retry-After when it asked for longer."""

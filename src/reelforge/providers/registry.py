@@ -33,10 +33,18 @@ def _build_openai(name: str, config: ProviderConfig, settings: Settings) -> Prov
     return provider
 
 
+def _build_runway(name: str, config: ProviderConfig, settings: Settings) -> Provider:
+    from reelforge.providers.runway import RunwayProvider
+
+    provider: Provider = RunwayProvider(name=name, config=config, settings=settings)
+    return provider
+
+
 # Adapter kinds. Imports are deferred so building one adapter never imports the others.
 _FACTORIES: dict[str, ProviderFactory] = {
     "local": _build_local,
     "openai": _build_openai,
+    "runway": _build_runway,
 }
 
 

@@ -1,0 +1,220 @@
+"""What the vendor emulators (Runway, Luma, Veo) share with the OpenAI one and each other.
+
+The OpenAI emulator (``openai_videos``) is the template: its :class:`EmulatorConfig`
+fault switches, :class:`EmulatorState` counters, :class:`Job` clock and
+:class:`MediaCache` are reused as they are. This module adds what a vendor emulator
+needs on top:
+
+* :class:`VendorConfig`: two one-shot download faults (``expire_downloads_next``,
+  ``cut_downloads_next``) so that a test can show a retried download succeeding;
+* :class:`VendorError`, a vendor's error answer (each vendor renders its own body);
+* :func:`guard`: records the request, then applies ``slow_seconds``, auth,
+  ``forbidden``, ``rate_limit_next`` and ``fail_next`` in the OpenAI emulator's order;
+* :func:`content_response`: the MP4 of a job with the content faults applied;
+* :func:`serve`: the app under uvicorn on a port bound before it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from tests.emulators.openai_videos import (
+    EmulatorConfig,
+    EmulatorState,
+    Job,
+    MediaCache,
+    RecordedRequest,
+    _bound_socket,
+    _cut_short,
+    _HideInjectedCuts,
+)
+from tests.service import wait_until
+
+__all__ = [
+    "ErrorFactory",
+    "VendorConfig",
+    "VendorContext",
+    "VendorError",
+    "VendorJob",
+    "content_response",
+    "guard",
+    "install_error_handler",
+    "serve",
+]
+
+
+@dataclass
+class VendorConfig(EmulatorConfig):
+    """:class:`EmulatorConfig` plus one-shot download faults and Runway's throttling."""
+
+    expire_downloads_next: int = 0
+    """The next N output downloads answer 403, as an expired signed URL does."""
+    cut_downloads_next: int = 0
+    """The next N output downloads announce their length, then drop half way."""
+    throttle_jobs: bool = False
+    """New jobs report the vendor's "waiting for capacity" state while queued."""
+
+
+@dataclass
+class VendorJob(Job):
+    """A :class:`Job` plus what the vendor echoes back and whether it was cancelled."""
+
+    body: dict[str, Any] = field(default_factory=dict)
+    cancelled_at: float | None = None
+    throttled: bool = False
+
+
+class VendorError(Exception):
+    """A vendor's error answer: its status, its own JSON body, extra headers."""
+
+    def __init__(
+        self, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(str(body))
+        self.status = status
+        self.body = dict(body)
+        self.headers = dict(headers or {})
+
+
+# (status, message, reason) -> the vendor's error; reason is one of "unauthorized",
+# "forbidden", "rate_limited", "server_error", "not_found", "invalid".
+ErrorFactory = Callable[[int, str, str], VendorError]
+
+
+@dataclass
+class VendorContext:
+    config: VendorConfig
+    state: EmulatorState
+    media: MediaCache
+    error: ErrorFactory
+    authenticated: Callable[[Request, VendorConfig], bool]
+
+    def now(self) -> float:
+        return self.state.clock()
+
+    def new_job(self, **fields: Any) -> VendorJob:
+        job = VendorJob(
+            created=self.now(),
+            duration=max(0.0, self.config.job_seconds),
+            fail_with=self.config.fail_jobs_with,
+            vanishes=self.config.vanish_jobs,
+            throttled=self.config.throttle_jobs,
+            **fields,
+        )
+        self.state.jobs[job.id] = job
+        self.state.submits_by_prompt[job.prompt] += 1
+        return job
+
+    def job(self, job_id: str) -> VendorJob:
+        job = self.state.jobs.get(job_id)
+        if not isinstance(job, VendorJob) or job.vanished_at(self.now()):
+            raise self.error(404, f"Task {job_id} not found", "not_found")
+        return job
+
+
+async def guard(request: Request, ctx: VendorContext) -> None:
+    """Runs before every API route: records the request, then auth and faults."""
+    route = f"{request.method} {request.scope['route'].path}"
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    for secret in ("authorization", "x-goog-api-key"):
+        if secret in headers:
+            headers[secret] = "<redacted>"
+    ctx.state.requests[route] += 1
+    ctx.state.log.append(
+        RecordedRequest(route, request.url.path, request.url.query, time.monotonic(), headers)
+    )
+    config = ctx.config
+    if config.slow_seconds > 0:
+        await asyncio.sleep(config.slow_seconds)
+    if config.unauthorized or (
+        config.api_key is not None and not ctx.authenticated(request, config)
+    ):
+        raise ctx.error(401, "Invalid API key provided", "unauthorized")
+    if config.forbidden:
+        raise ctx.error(403, "This key may not use this API", "forbidden")
+    if config.rate_limit_next > 0:
+        config.rate_limit_next -= 1
+        error = ctx.error(429, "Too many requests; try again later", "rate_limited")
+        error.headers["retry-after"] = str(config.retry_after_seconds)
+        raise error
+    if config.fail_next > 0:
+        config.fail_next -= 1
+        raise ctx.error(500, "An internal error occurred", "server_error")
+
+
+def bearer_matches(request: Request, config: VendorConfig) -> bool:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and secrets.compare_digest(
+        token.strip().encode(), (config.api_key or "").encode()
+    )
+
+
+async def content_response(ctx: VendorContext, job: VendorJob, request: Request) -> Response:
+    """The job's MP4 (a real render), with the content faults applied."""
+    route = f"{request.method} {request.scope['route'].path}"
+    ctx.state.requests[route] += 1
+    config = ctx.config
+    if config.expire_downloads_next > 0:
+        config.expire_downloads_next -= 1
+        return Response(
+            b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+            status_code=403,
+            media_type="application/xml",
+        )
+    data = await ctx.media.get("video", job.size, job.seconds)
+    if config.corrupt_content:
+        data = secrets.token_bytes(len(data))
+    elif config.truncate_content:
+        data = data[: len(data) // 2]
+    elif config.cut_content or config.cut_downloads_next > 0:
+        config.cut_downloads_next = max(0, config.cut_downloads_next - 1)
+        return StreamingResponse(
+            _cut_short(data),
+            media_type="video/mp4",
+            headers={"content-length": str(len(data))},
+        )
+    return Response(data, media_type="video/mp4")
+
+
+def install_error_handler(app: FastAPI) -> None:
+    async def render(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, VendorError)
+        return JSONResponse(exc.body, exc.status, exc.headers)
+
+    app.add_exception_handler(VendorError, render)
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _HideInjectedCuts) for f in uvicorn_errors.filters):
+        uvicorn_errors.addFilter(_HideInjectedCuts())
+
+
+@contextlib.asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 in this event loop; yields ``http://127.0.0.1:PORT``."""
+    with _bound_socket() as sock:
+        server = uvicorn.Server(
+            uvicorn.Config(app, log_config=None, access_log=False, ws="none", lifespan="off")
+        )
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+
+        async def started() -> bool:
+            if task.done():
+                task.result()
+            return server.started
+
+        try:
+            await wait_until(started, timeout=10)
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        finally:
+            server.should_exit = True
+            await task
