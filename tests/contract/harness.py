@@ -200,10 +200,11 @@ class EmulatorHarness:
 
 def _harnesses() -> tuple[Callable[[], Harness], ...]:
     from tests.contract.harness_local import LocalHarness
+    from tests.contract.harness_luma import LumaHarness
     from tests.contract.harness_openai import OpenAIHarness
     from tests.contract.harness_runway import RunwayHarness
 
-    return (LocalHarness, OpenAIHarness, RunwayHarness)
+    return (LocalHarness, OpenAIHarness, RunwayHarness, LumaHarness)
 
 
 # Factories, one per provider kind: each test gets a fresh harness.

@@ -40,11 +40,19 @@ def _build_runway(name: str, config: ProviderConfig, settings: Settings) -> Prov
     return provider
 
 
+def _build_luma(name: str, config: ProviderConfig, settings: Settings) -> Provider:
+    from reelforge.providers.luma import LumaProvider
+
+    provider: Provider = LumaProvider(name=name, config=config, settings=settings)
+    return provider
+
+
 # Adapter kinds. Imports are deferred so building one adapter never imports the others.
 _FACTORIES: dict[str, ProviderFactory] = {
     "local": _build_local,
     "openai": _build_openai,
     "runway": _build_runway,
+    "luma": _build_luma,
 }
 
 
