@@ -52,7 +52,7 @@ class Harness(Protocol):
     """A provider under contract test and the (emulated) vendor behind it."""
 
     name: str
-    """The adapter kind (``ProviderConfig.kind``), used as the test id."""
+    """The test id: the adapter kind (``ProviderConfig.kind``), plus a variant if any."""
     faults: frozenset[Fault]
     """The faults this vendor can show; the suite skips the others."""
     reports_progress: bool
@@ -203,8 +203,16 @@ def _harnesses() -> tuple[Callable[[], Harness], ...]:
     from tests.contract.harness_luma import LumaHarness
     from tests.contract.harness_openai import OpenAIHarness
     from tests.contract.harness_runway import RunwayHarness
+    from tests.contract.harness_veo import VeoHarness, VeoVertexHarness
 
-    return (LocalHarness, OpenAIHarness, RunwayHarness, LumaHarness)
+    return (
+        LocalHarness,
+        OpenAIHarness,
+        RunwayHarness,
+        LumaHarness,
+        VeoHarness,
+        VeoVertexHarness,
+    )
 
 
 # Factories, one per provider kind: each test gets a fresh harness.

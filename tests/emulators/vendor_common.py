@@ -123,9 +123,12 @@ class VendorContext:
         return job
 
 
-async def guard(request: Request, ctx: VendorContext) -> None:
-    """Runs before every API route: records the request, then auth and faults."""
-    route = f"{request.method} {request.scope['route'].path}"
+async def guard(request: Request, ctx: VendorContext, *, route: str | None = None) -> None:
+    """Runs before every API route: records the request, then auth and faults.
+
+    ``route`` names the route in the counters (default: the method and path template).
+    """
+    route = route or f"{request.method} {request.scope['route'].path}"
     headers = {k.lower(): v for k, v in request.headers.items()}
     for secret in ("authorization", "x-goog-api-key"):
         if secret in headers:
@@ -160,10 +163,12 @@ def bearer_matches(request: Request, config: VendorConfig) -> bool:
     )
 
 
-async def content_response(ctx: VendorContext, job: VendorJob, request: Request) -> Response:
+async def content_response(
+    ctx: VendorContext, job: VendorJob, request: Request, *, count: bool = True
+) -> Response:
     """The job's MP4 (a real render), with the content faults applied."""
-    route = f"{request.method} {request.scope['route'].path}"
-    ctx.state.requests[route] += 1
+    if count:
+        ctx.state.requests[f"{request.method} {request.scope['route'].path}"] += 1
     config = ctx.config
     if config.expire_downloads_next > 0:
         config.expire_downloads_next -= 1

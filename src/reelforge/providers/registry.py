@@ -47,12 +47,20 @@ def _build_luma(name: str, config: ProviderConfig, settings: Settings) -> Provid
     return provider
 
 
+def _build_veo(name: str, config: ProviderConfig, settings: Settings) -> Provider:
+    from reelforge.providers.veo import VeoProvider
+
+    provider: Provider = VeoProvider(name=name, config=config, settings=settings)
+    return provider
+
+
 # Adapter kinds. Imports are deferred so building one adapter never imports the others.
 _FACTORIES: dict[str, ProviderFactory] = {
     "local": _build_local,
     "openai": _build_openai,
     "runway": _build_runway,
     "luma": _build_luma,
+    "veo": _build_veo,
 }
 
 
