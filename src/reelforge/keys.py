@@ -19,6 +19,11 @@ class Keys:
         """Hash: the video record."""
         return f"{self.prefix}:video:{video_id}"
 
+    def submit_claim(self, video_id: str, attempt: int) -> str:
+        """String (with a TTL): the run that submits this attempt, for providers
+        without idempotency keys."""
+        return f"{self.prefix}:video:{video_id}:submit:{attempt}"
+
     def events(self, video_id: str) -> str:
         """Stream: the video's events; entry id ``<seq>-0``."""
         return f"{self.prefix}:events:{video_id}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import math
 import secrets
 import shutil
 import time
@@ -370,6 +371,8 @@ class _GenerationRun(_Run):
         attempt = self._attempt(rec)
         if attempt.remote_id is None:
             provider = self.rt.provider(attempt.provider)
+            if not provider.capabilities().idempotent_submit:
+                await self._claim_submit(attempt)
             async with self.timed("provider"):
                 attempt.remote_id = await call_with_retries(
                     lambda: provider.submit(rec.request, idempotency_key=attempt.idempotency_key),
@@ -382,6 +385,18 @@ class _GenerationRun(_Run):
             fields={"attempts": [a.to_dict() for a in rec.attempts]},
             data={"remote_id": attempt.remote_id},
         )
+
+    async def _claim_submit(self, attempt: Attempt) -> None:
+        """Let one run submit this attempt. A second run of the same job (saq retrying
+        a job whose heartbeat it missed) would otherwise make, and pay for, a second
+        job at a vendor that takes no idempotency key. The claim outlives the submit
+        call; if its holder dies mid-submit, the attempt is submitted again once the
+        claim has expired."""
+        config = self.rt.settings.providers[attempt.provider]
+        ttl = math.ceil(self.rt.settings.retry_total_seconds + config.timeout_seconds)
+        key = self.rt.keys.submit_claim(self.video_id, attempt.number)
+        if not await self.rt.redis.set(key, self.video_id, nx=True, ex=ttl):
+            raise _Superseded(f"{self.video_id} attempt {attempt.number} is being submitted")
 
     def _note_retry(self, provider: str) -> Any:
         async def note(exc: BaseException, number: int) -> None:

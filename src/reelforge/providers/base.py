@@ -34,6 +34,10 @@ class Capabilities:
     honours_fps: bool = True
     max_prompt_length: int | None = None  # characters; None: only our global limit
     negative_prompt: bool = True  # whether the model takes a separate negative prompt
+    # Whether a repeated submit with the same idempotency key finds the first job. A
+    # vendor without idempotency keys (Runway, Luma, Veo) would make and bill a second
+    # one, so the worker lets only one run submit each attempt (a claim in Redis).
+    idempotent_submit: bool = True
 
     def fits(self, req: GenerationRequest) -> bool:
         if req.duration_seconds > self.max_duration_seconds or req.fps > self.max_fps:

@@ -63,9 +63,15 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     return None
 
 
-def catalogue_capabilities(spec: ModelSpec, config: ProviderConfig) -> Capabilities:
-    """The catalogue entry's capabilities; the config's ``price_per_second`` wins if set."""
-    caps = spec.capabilities()
+def catalogue_capabilities(
+    spec: ModelSpec, config: ProviderConfig, *, idempotent_submit: bool = False
+) -> Capabilities:
+    """The catalogue entry's capabilities; the config's ``price_per_second`` wins if set.
+
+    ``idempotent_submit``: whether the vendor dedupes creates by an idempotency key
+    (Runway, Luma and Veo take none).
+    """
+    caps = replace(spec.capabilities(), idempotent_submit=idempotent_submit)
     if config.price_per_second:
         caps = replace(caps, cost_per_second=config.price_per_second)
     return caps
