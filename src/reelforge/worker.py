@@ -371,13 +371,14 @@ class _GenerationRun(_Run):
         attempt = self._attempt(rec)
         if attempt.remote_id is None:
             provider = self.rt.provider(attempt.provider)
+            note_retry = self._note_retry(attempt.provider)
             if not provider.capabilities().idempotent_submit:
-                await self._claim_submit(attempt)
+                note_retry = await self._claim_submit(attempt, note_retry)
             async with self.timed("provider"):
                 attempt.remote_id = await call_with_retries(
                     lambda: provider.submit(rec.request, idempotency_key=attempt.idempotency_key),
                     self.policy,
-                    on_retry=self._note_retry(attempt.provider),
+                    on_retry=note_retry,
                 )
         return await self.move(
             rec,
@@ -386,17 +387,24 @@ class _GenerationRun(_Run):
             data={"remote_id": attempt.remote_id},
         )
 
-    async def _claim_submit(self, attempt: Attempt) -> None:
+    async def _claim_submit(self, attempt: Attempt, note_retry: Any) -> Any:
         """Let one run submit this attempt. A second run of the same job (saq retrying
         a job whose heartbeat it missed) would otherwise make, and pay for, a second
-        job at a vendor that takes no idempotency key. The claim outlives the submit
-        call; if its holder dies mid-submit, the attempt is submitted again once the
-        claim has expired."""
+        job at a vendor that takes no idempotency key. The claim lasts a little over
+        two request timeouts and is renewed at every retry, so a live submit keeps it;
+        if its holder dies mid-submit, the attempt is submitted again once it lapses.
+        Returns ``note_retry`` extended with the renewal."""
         config = self.rt.settings.providers[attempt.provider]
-        ttl = math.ceil(self.rt.settings.retry_total_seconds + config.timeout_seconds)
+        ttl = math.ceil(2 * config.timeout_seconds + 5)
         key = self.rt.keys.submit_claim(self.video_id, attempt.number)
         if not await self.rt.redis.set(key, self.video_id, nx=True, ex=ttl):
             raise _Superseded(f"{self.video_id} attempt {attempt.number} is being submitted")
+
+        async def renew_and_note(exc: BaseException, number: int) -> None:
+            await self.rt.redis.expire(key, ttl + math.ceil(self.policy.maximum * 3))
+            await note_retry(exc, number)
+
+        return renew_and_note
 
     def _note_retry(self, provider: str) -> Any:
         async def note(exc: BaseException, number: int) -> None:
