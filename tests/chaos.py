@@ -1,8 +1,9 @@
 """Chaos: kill workers and the API (and restart Redis) while videos are in flight.
 
 Proves three things on the real service (child processes, real Redis, the OpenAI
-emulator as the provider): no submitted video is lost, none stays stuck, and no
-attempt creates more than one job at the provider.
+emulator as the provider, or with ``vendors=True`` a route across the Runway and Luma
+emulators, which take no idempotency key): no submitted video is lost, none stays
+stuck, and no attempt creates more than one job at the provider.
 
 ``run_chaos`` is used by ``tests/integration/test_chaos.py``; ``scripts/chaos`` runs a
 longer version through :func:`main`::
@@ -31,7 +32,10 @@ import httpx
 
 from reelforge.settings import ProviderConfig, Settings
 from tests.conftest import delete_prefix
-from tests.emulators.openai_videos import EmulatorConfig, running_emulator
+from tests.emulators.luma import running_luma
+from tests.emulators.openai_videos import EmulatorConfig, EmulatorState, running_emulator
+from tests.emulators.runway import running_runway
+from tests.emulators.vendor_common import VendorConfig
 from tests.service import free_port, service_env, spawn, stop
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
@@ -156,13 +160,18 @@ class _Children:
 
 
 async def _submit_all(
-    client: httpx.AsyncClient, jobs: int, seed: int, pace: float, report: ChaosReport
+    client: httpx.AsyncClient,
+    jobs: int,
+    seed: int,
+    pace: float,
+    report: ChaosReport,
+    seconds: int = 4,
 ) -> list[str]:
     """Submit ``jobs`` videos, each retried under its own Idempotency-Key until the API
     answers: a kill mid-request neither loses nor duplicates the video."""
     ids: list[str] = []
     for i in range(jobs):
-        body = {"prompt": f"chaos {i}", "duration_seconds": 4, "size": "1280x720"}
+        body = {"prompt": _prompt(i), "duration_seconds": seconds, "size": "1280x720"}
         headers = {"Idempotency-Key": f"chaos-{seed}-{i}"}
         give_up = time.monotonic() + SUBMIT_GIVE_UP_SECONDS
         while True:
@@ -182,6 +191,10 @@ async def _submit_all(
         report.submitted += 1
         await asyncio.sleep(pace)
     return ids
+
+
+def _prompt(i: int) -> str:
+    return f"chaos {i}"
 
 
 class _OwnedRedis:
@@ -282,6 +295,7 @@ async def run_chaos(
     redis_restart: bool,
     workdir: Path,
     redis_url: str | None,
+    vendors: bool = False,
 ) -> ChaosReport:
     """Run the service under chaos and report what became of every video."""
     began = time.monotonic()
@@ -300,7 +314,10 @@ async def run_chaos(
 
     children: _Children | None = None
     try:
-        async with running_emulator(EmulatorConfig(job_seconds=1.0, poll_after_ms=50)) as emu:
+        async with contextlib.AsyncExitStack() as stack:
+            emu = await stack.enter_async_context(
+                running_emulator(EmulatorConfig(job_seconds=1.0, poll_after_ms=50))
+            )
             recorder = _RecordingIdempotency()
             emu.state.idempotency = recorder
             remote = ProviderConfig(
@@ -309,26 +326,48 @@ async def run_chaos(
                 poll_interval_seconds=0.1,
                 timeout_seconds=2,
             )
+            providers = {"remote": remote}
+            route: list[str] = []
+            vendor_states: list[EmulatorState] = []
+            if vendors:
+                # Runway first, Luma behind it: both without idempotency keys.
+                runway = await stack.enter_async_context(
+                    running_runway(VendorConfig(api_key=_VENDOR_KEY, job_seconds=1.0))
+                )
+                luma = await stack.enter_async_context(
+                    running_luma(VendorConfig(api_key=_VENDOR_KEY, job_seconds=1.0))
+                )
+                vendor_states = [runway.state, luma.state]
+                providers = {
+                    "runway": _vendor("runway", runway.base_url, "gen4.5"),
+                    "luma": _vendor("luma", luma.base_url, "ray-2"),
+                }
+                route = ["runway", "luma"]
             settings = Settings(
                 data_dir=workdir / "data",
                 redis_url=url,
                 redis_prefix=prefix,
-                providers={"remote": remote},
-                default_provider="remote",
+                providers=providers,
+                default_provider=next(iter(providers)),
+                default_route=route,
                 job_heartbeat_seconds=2,
                 sweep_interval_seconds=1.0,
                 worker_heartbeat_seconds=0.5,
                 retry_initial_seconds=0.05,
                 retry_max_seconds=0.5,
             )
-            env = service_env(settings, {"REELFORGE_DEFAULT_PROVIDER": "remote"})
+            env = service_env(settings, {"REELFORGE_DEFAULT_PROVIDER": next(iter(providers))})
             children = _Children(env, logs, free_port(), report)
             for role in ("worker0", "worker1", "api"):
                 children.start(role)
             base = f"http://127.0.0.1:{children.api_port}"
             async with httpx.AsyncClient(base_url=base, timeout=10) as client:
                 pace = seconds * 0.5 / max(jobs, 1)
-                submitting = asyncio.create_task(_submit_all(client, jobs, seed, pace, report))
+                # Luma's ray-2 makes 5 s or 9 s clips.
+                length = 5 if vendors else 4
+                submitting = asyncio.create_task(
+                    _submit_all(client, jobs, seed, pace, report, seconds=length)
+                )
                 try:
                     await _chaos(children, rng, seconds, owned if redis_restart else None, report)
                     ids = await submitting
@@ -338,6 +377,8 @@ async def run_chaos(
                         await submitting
                 final = await _settle(client, ids, children, report)
             _tally(report, ids, final, recorder, emu.state.submits_by_key)
+            if vendors:
+                _tally_vendor_jobs(report, ids, final, vendor_states)
     finally:
         if children is not None:
             children.kill_all()
@@ -387,6 +428,37 @@ def _tally(
             report.extra_remote_jobs[video_id] = count - attempts
 
 
+_VENDOR_KEY = "chaos-vendor-key"
+
+
+def _vendor(kind: str, base_url: str, model: str) -> ProviderConfig:
+    return ProviderConfig(
+        kind=kind,
+        base_url=base_url,
+        api_key=_VENDOR_KEY,  # type: ignore[arg-type]
+        poll_interval_seconds=0.1,
+        timeout_seconds=2,
+        options={"model": model},
+    )
+
+
+def _tally_vendor_jobs(
+    report: ChaosReport,
+    ids: list[str],
+    final: dict[str, dict[str, Any]],
+    states: list[EmulatorState],
+) -> None:
+    """Vendors without keys: every job the emulators accepted, by the video's unique
+    prompt, against the attempts the video recorded."""
+    for i, video_id in enumerate(ids):
+        jobs = sum(state.submits_by_prompt[_prompt(i)] for state in states)
+        attempts = len((final.get(video_id) or {}).get("attempts") or [])
+        if jobs > attempts:
+            report.extra_remote_jobs[video_id] = jobs - attempts
+        if jobs > 1:
+            report.resubmits[video_id] = jobs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=100)
@@ -396,6 +468,11 @@ def main(argv: list[str] | None = None) -> int:
         "--redis-restart",
         action="store_true",
         help="own an embedded Redis and restart it once mid-run",
+    )
+    parser.add_argument(
+        "--vendors",
+        action="store_true",
+        help="route across the Runway and Luma emulators instead of the OpenAI one",
     )
     parser.add_argument(
         "--redis-url",
@@ -413,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
                 redis_restart=args.redis_restart,
                 workdir=Path(tmp),
                 redis_url=args.redis_url,
+                vendors=args.vendors,
             )
         )
     print(report.summary())

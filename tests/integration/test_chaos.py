@@ -56,3 +56,21 @@ async def test_a_redis_restart_mid_run_loses_no_job(tmp_path: Path) -> None:
     )
     _check(report)
     assert report.redis_restarts == 1
+
+
+async def test_killing_workers_with_vendors_in_the_route_makes_no_extra_vendor_job(
+    redis_url: str, tmp_path: Path
+) -> None:
+    # Runway and Luma take no idempotency key: only the submit claim keeps a second
+    # run of a job from creating (and billing) a second vendor job.
+    report = await run_chaos(
+        jobs=20,
+        seconds=15,
+        seed=20260103,
+        redis_restart=False,
+        workdir=tmp_path,
+        redis_url=redis_url,
+        vendors=True,
+    )
+    _check(report)
+    assert report.kills >= 3
