@@ -440,11 +440,20 @@ class _GenerationRun(_Run):
                 )
             if status.state is RemoteState.CANCELLED:
                 raise _Cancelled
+            # A vendor holding the job back for its own reasons (Runway's THROTTLED:
+            # over the account's concurrency) says why; clients see it as waiting_for.
+            waiting_for = status.extra.get("waiting_for", "")
+            changed = waiting_for != (rec.waiting_for or "")
             await self.rt.store.transition(
                 self.video_id,
                 progress=_PROGRESS[Stage.GENERATING] + span * status.progress // 100,
-                event="progress",
+                # A "progress" event that moves nothing is dropped: this one says why.
+                event="waiting" if changed else "progress",
+                fields={"waiting_for": waiting_for} if changed else None,
+                data={"waiting_for": waiting_for} if changed else None,
             )
+            if changed:
+                rec = dataclasses.replace(rec, waiting_for=waiting_for or None)
             await self.rt.capacity.renew(name, self.video_id)
             if await self.cancel_requested():
                 raise _Cancelled

@@ -159,3 +159,27 @@ async def test_a_second_run_of_the_same_job_does_not_submit_again(route: Route) 
     video = await route.service.wait_terminal(video_id, timeout=90)
     assert video["status"] == "completed", video["error"]
     assert route.runway.submits == 1
+
+
+async def test_a_throttled_runway_task_shows_as_waiting_for_vendor_concurrency(
+    route: Route,
+) -> None:
+    from tests.service import wait_until
+
+    route.runway.config.throttle_jobs = True
+    route.runway.config.job_seconds = 4
+    created = await route.service.client.post(
+        "/api/videos/generate", json={**BODY, "provider": "runway"}
+    )
+    video_id = created.json()["id"]
+    seen: list[dict[str, Any]] = []
+
+    async def throttled() -> bool:
+        seen.append((await route.service.client.get(f"/api/videos/status/{video_id}")).json())
+        return seen[-1].get("waiting_for") == "vendor_concurrency"
+
+    await wait_until(throttled, timeout=30, interval=0.05)
+    assert seen[-1]["stage"] == "generating"
+    video = await route.service.wait_terminal(video_id, timeout=90)
+    assert video["status"] == "completed", video["error"]
+    assert not video.get("waiting_for")

@@ -96,7 +96,7 @@ async def test_runway_an_input_image_goes_to_image_to_video_as_a_data_uri(
     ("task", "state", "progress", "extra"),
     [
         ({"status": "PENDING"}, RemoteState.QUEUED, 0, {}),
-        ({"status": "THROTTLED"}, RemoteState.QUEUED, 0, {"waiting_for": "concurrency_limit"}),
+        ({"status": "THROTTLED"}, RemoteState.QUEUED, 0, {"waiting_for": "vendor_concurrency"}),
         ({"status": "RUNNING", "progress": 0.42}, RemoteState.RUNNING, 42, {}),
         ({"status": "SUCCEEDED", "output": ["https://cdn/x.mp4"]}, RemoteState.SUCCEEDED, 100, {}),
         ({"status": "CANCELLED"}, RemoteState.CANCELLED, 0, {}),

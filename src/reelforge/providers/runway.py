@@ -14,7 +14,7 @@ errors in one table (:func:`_raise_for`):
 
 Task states:
 
-    PENDING, THROTTLED → queued (THROTTLED adds ``waiting_for=concurrency_limit``)
+    PENDING, THROTTLED → queued (THROTTLED adds ``waiting_for=vendor_concurrency``)
     RUNNING            → running, ``progress`` (0-1) times 100
     SUCCEEDED          → succeeded; ``output[0]`` is the video URL (expires in 24-48 h)
     FAILED             → failed; ``failureCode`` SAFETY.* → ``moderation_blocked`` (no
@@ -162,7 +162,7 @@ class RunwayProvider:
         state = _STATES[status]
         extra = {"remote_status": status}
         if status == "THROTTLED":
-            extra["waiting_for"] = "concurrency_limit"
+            extra["waiting_for"] = "vendor_concurrency"
         progress = 100 if state is RemoteState.SUCCEEDED else 0
         if state is RemoteState.RUNNING:
             with contextlib.suppress(TypeError, ValueError):
