@@ -120,6 +120,9 @@ async def test_bad_credentials_fail_with_a_clear_code_and_no_retry(
         await _submit(provider, harness)
     assert raised.value.code == "provider_auth_failed"
     assert not raised.value.retryable
+    secret = getattr(harness, "api_key", None)
+    assert secret
+    assert secret not in str(raised.value.to_dict())
     assert harness.submit_attempts == 1
     assert harness.submits == 0
 

@@ -92,6 +92,23 @@ async def test_runway_an_input_image_goes_to_image_to_video_as_a_data_uri(
     await provider.aclose()
 
 
+async def test_runway_refuses_an_image_over_the_data_uri_limit_before_sending(
+    settings: Settings,
+) -> None:
+    seen, transport = _recorder(httpx.Response(200, json={"id": "task-1"}))
+    provider = runway.RunwayProvider(
+        name="rw", config=_config("runway"), settings=settings, transport=transport
+    )
+    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    (settings.uploads_dir / "big.png").write_bytes(b"\0" * 4 * 1024 * 1024)
+    req = REQ.model_copy(update={"image": "big.png", "duration_seconds": 5})
+    with pytest.raises(ProviderRejectedError) as raised:
+        await provider.submit(req, idempotency_key="k")
+    assert raised.value.code == "image_too_large"
+    assert seen == []
+    await provider.aclose()
+
+
 @pytest.mark.parametrize(
     ("task", "state", "progress", "extra"),
     [

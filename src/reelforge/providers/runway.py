@@ -58,6 +58,7 @@ __all__ = ["RUNWAY_API_VERSION", "RUNWAY_BASE_URL", "RunwayProvider", "failure_c
 
 RUNWAY_BASE_URL = "https://api.dev.runwayml.com"
 RUNWAY_API_VERSION = "2024-11-06"
+_MAX_DATA_URI = 5 * 1024 * 1024  # Runway's documented limit for data: URIs
 _STATES = {
     "PENDING": RemoteState.QUEUED,
     "THROTTLED": RemoteState.QUEUED,
@@ -136,7 +137,15 @@ class RunwayProvider:
         return catalogue_capabilities(self._spec, self._config)
 
     async def submit(self, req: GenerationRequest, *, idempotency_key: str) -> str:
-        image = image_data_uri(self._uploads / req.image) if req.image is not None else None
+        image = None
+        if req.image is not None:
+            image = image_data_uri(self._uploads / req.image)
+            if len(image) > _MAX_DATA_URI:
+                raise ProviderRejectedError(
+                    f"Runway takes inline images up to 5 MB as data URIs; {req.image} is larger",
+                    code="image_too_large",
+                    param="image",
+                )
         body: dict[str, Any] = {
             "model": self._spec.endpoint or self._spec.model,
             **self._spec.build_input(req, image=image),
