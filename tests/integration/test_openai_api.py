@@ -23,8 +23,8 @@ import openai
 import pytest
 
 from reelforge.api.routers.openai_videos import MAX_CREATE_BODY_BYTES, MAX_INPUT_REFERENCE_BYTES
+from reelforge.media.image import decode_image, encode_png
 from reelforge.media.probe import probe
-from reelforge.media.render import decode_image, encode_png
 from reelforge.settings import MediaSettings, ProviderConfig, Settings
 from tests.emulators.openai_schema import (
     response_schema_name,

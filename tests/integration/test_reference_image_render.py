@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from reelforge.errors import UnreadableMediaError
-from reelforge.media.render import decode_image, encode_png, render_video
+from reelforge.media.image import decode_image, encode_png
+from reelforge.media.render import render_video
 from reelforge.models import GenerationRequest
 from reelforge.providers.base import RemoteState
 from reelforge.providers.local import LocalProvider

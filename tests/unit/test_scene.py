@@ -7,13 +7,13 @@ import colorsys
 import numpy as np
 import pytest
 
-from reelforge.media import render
 from reelforge.media.render import (
     AUDIO_SAMPLE_RATE,
     SceneRenderer,
     scene_from_prompt,
     synthesize_soundtrack,
 )
+from reelforge.media.render.text import FONT_5X7
 
 
 def hue_of(rgb: tuple[int, int, int]) -> float:
@@ -216,7 +216,7 @@ def test_unknown_words_still_give_a_complete_and_distinct_scene() -> None:
 
 
 def test_every_glyph_of_the_font_is_five_by_seven() -> None:
-    for char, rows in render._FONT_5X7.items():
+    for char, rows in FONT_5X7.items():
         cells = rows.split()
         assert len(cells) == 7, char
         assert all(len(row) == 5 and set(row) <= {"#", "."} for row in cells), char

@@ -45,7 +45,7 @@ from reelforge.api.openai_schemas import (
 )
 from reelforge.errors import InvalidRequestError, NotFoundError, UnreadableMediaError
 from reelforge.media.ffmpeg import atomic_output
-from reelforge.media.render import decode_image, encode_png, fit_image
+from reelforge.media.image import decode_image, encode_png, fit_image
 from reelforge.models import MAX_SIDE, VideoStatus, parse_generation_request
 from reelforge.runtime import Runtime
 from reelforge.settings import Settings
