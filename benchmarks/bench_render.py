@@ -27,6 +27,7 @@ PROMPTS = {
     " busy scene": (
         'five red balls bouncing on waves in the rain over a city at night, caption "Busy"'
     ),
+    " snow setting": "three red balls bouncing in the snow",
 }
 
 

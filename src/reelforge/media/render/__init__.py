@@ -3,8 +3,9 @@
 A prompt becomes a clip in three steps, one module each:
 
 * :mod:`~reelforge.media.render.scene` — :func:`scene_from_prompt` turns a prompt
-  and a seed into a :class:`Scene` (palette, subjects, motion, mood, caption,
-  music), no pixels yet; :func:`scene_with_reference` recolours it from an image.
+  and a seed into a :class:`Scene` (palette, backdrop or setting, subjects, motion,
+  mood, caption, music), no pixels yet; :func:`scene_with_reference` recolours it
+  from an image.
 * :mod:`~reelforge.media.render.frames` — :class:`SceneRenderer` draws its frames
   (backdrop, layers, moving bodies and caption, from the modules beside it), and
   :mod:`~reelforge.media.render.sound` — :func:`synthesize_soundtrack` its music.

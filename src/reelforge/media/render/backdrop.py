@@ -1,24 +1,45 @@
-"""The still backdrop of a scene, painted once per clip: sky gradient, sun or moon, skyline.
+"""The still backdrop of a scene, painted once per clip: sky, sun or moon, setting, skyline.
 
+The scene's ``backdrop`` picks the look: the default gradient in the prompt's
+dominant hue, a named background colour (softly shaded, or one flat colour for
+"plain"/"solid"), or a setting painted by :mod:`~reelforge.media.render.landscapes`.
 :func:`paint_backdrop` returns the backdrop and a mask of where open sky remains
-(stars are only placed there, never on a building).
+(stars are only placed there, never on a building, a tree or the ground).
 """
 
 from __future__ import annotations
+
+from typing import Final
 
 import numpy as np
 
 from reelforge.media.render.arrays import FloatArray, ImageArray, Mask
 from reelforge.media.render.drawing import Canvas
+from reelforge.media.render.landscapes import (
+    paint_clouds,
+    paint_dunes,
+    paint_forest,
+    paint_sea,
+    paint_space,
+)
 from reelforge.media.render.scene import Scene
 
 __all__ = ["horizon_of", "paint_backdrop"]
 
 
+# Where the land meets the sky in each landscape, as a share of the frame's height.
+_LAND_HORIZON: Final[dict[str, float]] = {"forest": 0.7, "desert": 0.6, "snow": 0.66}
+# How strongly the frame darkens towards its corners, per backdrop.
+_VIGNETTE: Final[dict[str, float]] = {"gradient": 0.3, "colour": 0.12, "flat": 0.0}
+_SETTING_VIGNETTE: Final = 0.15
+
+
 def horizon_of(scene: Scene, height: int) -> int:
-    """The row where the sky ends: above the water with waves, else the frame's bottom."""
+    """The row where the sky ends: above the water or the land, else the frame's bottom."""
     if "waves" in scene.subjects:
         return round(height * 0.62)
+    if scene.backdrop in _LAND_HORIZON:
+        return round(height * _LAND_HORIZON[scene.backdrop])
     return height
 
 
@@ -28,24 +49,68 @@ def paint_backdrop(
     """The backdrop as uint8 RGB, and where it is open sky."""
     height, width = canvas.height, canvas.width
     sky_mask = np.ones((height, width), dtype=np.bool_)
+    if scene.backdrop == "flat" and "city" not in scene.subjects:
+        # One colour exactly: no gradient, no vignette, no dither.
+        return np.full((height, width, 3), scene.sky_bottom, dtype=np.uint8), sky_mask
     rows = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
     top = np.array(scene.sky_top, dtype=np.float32)
     bottom = np.array(scene.sky_bottom, dtype=np.float32)
     column = top + (bottom - top) * rows
     sky = np.repeat(column[:, None, :], width, axis=1)
-    # A soft vignette keeps the eye in the middle of the frame.
-    nx = (canvas.xs - width / 2) / (width / 2)
-    ny = (canvas.ys - height / 2) / (height / 2)
-    falloff = np.clip((nx[None, :] ** 2 + ny[:, None] ** 2) / 2.0, 0.0, 1.0)
-    sky *= (1.0 - 0.3 * falloff**1.5)[:, :, None]
-    if scene.time_of_day is not None:
+    vignette = _VIGNETTE.get(scene.backdrop, _SETTING_VIGNETTE)
+    if vignette:
+        # A soft vignette keeps the eye in the middle of the frame.
+        nx = (canvas.xs - width / 2) / (width / 2)
+        ny = (canvas.ys - height / 2) / (height / 2)
+        falloff = np.clip((nx[None, :] ** 2 + ny[:, None] ** 2) / 2.0, 0.0, 1.0)
+        sky *= (1.0 - vignette * falloff**1.5)[:, :, None]
+    if scene.time_of_day is not None and scene.backdrop not in ("colour", "flat", "space"):
         _paint_sun(sky, scene, canvas, rng, horizon)
+    _paint_setting(sky, sky_mask, scene, canvas, rng, horizon)
     if "city" in scene.subjects:
         _paint_skyline(sky, sky_mask, scene, canvas, rng, horizon)
+    if scene.backdrop == "flat":
+        return np.clip(sky + 0.5, 0, 255).astype(np.uint8), sky_mask
     # Noise of +-1 level breaks up gradient banding after 8-bit rounding.
     dither = rng.uniform(-1.0, 1.0, size=(height, width, 1)).astype(np.float32)
     background: ImageArray = np.clip(sky + dither + 0.5, 0, 255).astype(np.uint8)
     return background, sky_mask
+
+
+def _paint_setting(
+    sky: FloatArray,
+    sky_mask: Mask,
+    scene: Scene,
+    canvas: Canvas,
+    rng: np.random.Generator,
+    horizon: int,
+) -> None:
+    ground = np.array(scene.ground, dtype=np.float32)
+    setting = scene.backdrop
+    # Clouds thin out in the dark, so a night sky stays a night sky.
+    opacity = 0.9 * min(scene.brightness / 0.92, 1.0)
+    if setting == "sky":
+        count = int(rng.integers(4, 8)) * canvas.width // max(canvas.height, 1) // 2 + 2
+        lowest = min(0.75, horizon / canvas.height - 0.15)  # clouds stay above any water
+        paint_clouds(sky, canvas, rng, ground, count=count, lowest=lowest, opacity=opacity)
+    elif setting == "ocean":
+        clouds = np.array(scene.sky_bottom, dtype=np.float32) * 0.3 + 0.7 * 250.0
+        count = int(rng.integers(2, 5))
+        paint_clouds(sky, canvas, rng, clouds, count=count, lowest=0.4, opacity=opacity)
+        paint_sea(sky, canvas, horizon, ground)
+        sky_mask[horizon:] = False
+    elif setting == "forest":
+        paint_forest(sky, sky_mask, canvas, rng, horizon, ground)
+    elif setting == "desert":
+        paint_dunes(
+            sky, sky_mask, canvas, rng, horizon, ground, layers=3, relief=1.0, contrast=0.16
+        )
+    elif setting == "snow":
+        paint_dunes(
+            sky, sky_mask, canvas, rng, horizon, ground, layers=2, relief=0.6, contrast=0.05
+        )
+    elif setting == "space":
+        paint_space(sky, canvas, rng, ground)
 
 
 def _paint_sun(

@@ -13,7 +13,7 @@ import numpy as np
 from reelforge.media.render.arrays import FloatArray, ImageArray, Mask
 from reelforge.media.render.backdrop import horizon_of, paint_backdrop
 from reelforge.media.render.drawing import Canvas, draw_ball, draw_shadow, draw_square
-from reelforge.media.render.layers import Rain, Stars, Waves
+from reelforge.media.render.layers import Rain, Snowfall, Stars, Waves
 from reelforge.media.render.motion import Body, ground_line, place_bodies, pose
 from reelforge.media.render.reference import plan_pan
 from reelforge.media.render.scene import Scene
@@ -35,11 +35,12 @@ class _Caption:
 class SceneRenderer:
     """Draws the frames of one scene at one size.
 
-    Construction precomputes everything static (sky, sun, skyline, caption bitmap,
-    star and raindrop positions); :meth:`frame` then only draws what moves. With a
-    ``reference`` image, the image (darkened, slightly larger than the frame) takes
-    the place of sky, sun and skyline, and each frame is a window moving slowly
-    across it: one slice copy per frame, as cheap as the plain background.
+    Construction precomputes everything static (sky, sun, setting, skyline, caption
+    bitmap, star, raindrop and snowflake positions); :meth:`frame` then only draws
+    what moves. With a ``reference`` image, the image (darkened, slightly larger than
+    the frame) takes the place of sky, sun, setting and skyline, and each frame is a
+    window moving slowly across it: one slice copy per frame, as cheap as a plain
+    background.
     """
 
     def __init__(
@@ -72,7 +73,7 @@ class SceneRenderer:
             Stars.place(
                 canvas,
                 rng,
-                featured=scene.subjects.index("stars") == 0,
+                featured=scene.subjects.index("stars") == 0 or scene.backdrop == "space",
                 horizon=self._horizon,
                 sky_mask=sky_mask,
                 colour=self._colour_of("stars"),
@@ -98,6 +99,9 @@ class SceneRenderer:
             if "waves" in scene.subjects
             else None
         )
+        self._snowfall = (
+            Snowfall.place(canvas, rng, speed=scene.speed) if scene.backdrop == "snow" else None
+        )
         self._caption = self._place_caption()
 
     def frame(self, index: int, out: ImageArray | None = None) -> ImageArray:
@@ -117,6 +121,8 @@ class SceneRenderer:
             self._draw_body(out, body, number, t)
         if self._rain is not None:
             self._rain.draw(out, t)
+        if self._snowfall is not None:
+            self._snowfall.draw(out, t)
         if self._caption is not None:
             self._draw_caption(out, self._caption)
         return out

@@ -1,4 +1,4 @@
-"""The moving layers made of many small parts: twinkling stars, falling rain, rolling waves.
+"""Moving layers of many small parts: twinkling stars, falling rain and snow, rolling waves.
 
 Each layer is planned once per clip (positions and rates from the renderer's seeded
 generator) and then drawn into every frame by :meth:`draw` at time ``t``.
@@ -15,7 +15,7 @@ import numpy.typing as npt
 from reelforge.media.render.arrays import FloatArray, ImageArray, Mask
 from reelforge.media.render.drawing import Canvas
 
-__all__ = ["Rain", "Stars", "Waves"]
+__all__ = ["Rain", "Snowfall", "Stars", "Waves"]
 
 IntArray = npt.NDArray[np.intp]
 
@@ -141,6 +141,56 @@ class Rain:
         py, px = py[visible], px[visible]
         current = frame[py, px].astype(np.float32)
         frame[py, px] = (current * 0.45 + self.colour * 0.55).astype(np.uint8)
+
+
+@dataclass(frozen=True, slots=True)
+class Snowfall:
+    """Flakes (x, y, fall speed in px/s) that sway sideways as they fall, in front of the scene."""
+
+    canvas: Canvas
+    xs: FloatArray
+    ys: FloatArray
+    speeds: FloatArray
+    sway: FloatArray  # amplitude in pixels
+    sway_rate: FloatArray  # cycles per second
+    sway_phase: FloatArray  # 0..1
+    big: npt.NDArray[np.bool_]  # flakes drawn as a small cross rather than one pixel
+    speed: float  # the scene's speed factor
+
+    @classmethod
+    def place(cls, canvas: Canvas, rng: np.random.Generator, *, speed: float) -> Snowfall:
+        width, height = canvas.width, canvas.height
+        count = int(rng.integers(160, 240)) * width * height // (1280 * 720) + 40
+        return cls(
+            canvas=canvas,
+            xs=rng.uniform(0, width, count).astype(np.float32),
+            ys=rng.uniform(0, height, count).astype(np.float32),
+            speeds=(rng.uniform(0.06, 0.16, count) * height).astype(np.float32),
+            sway=(rng.uniform(0.004, 0.015, count) * width).astype(np.float32),
+            sway_rate=rng.uniform(0.15, 0.45, count).astype(np.float32),
+            sway_phase=rng.uniform(0.0, 1.0, count).astype(np.float32),
+            big=rng.random(count) < 0.35,
+            speed=speed,
+        )
+
+    def draw(self, frame: ImageArray, t: float) -> None:
+        width, height = self.canvas.width, self.canvas.height
+        ys = (self.ys + self.speeds * (t * self.speed)) % (height + 4) - 2
+        swing = np.sin(2 * np.pi * (self.sway_phase + self.sway_rate * t))
+        xs = (self.xs + self.sway * swing) % width
+        py, px = ys.astype(np.intp), xs.astype(np.intp)
+        scale = max(1, round(height / 360))
+        offsets = [(0, 0)] + [
+            (dy * step, dx * step)
+            for step in range(1, scale + 1)
+            for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0))
+        ]
+        for dy, dx in offsets:
+            chosen = self.big if (dy, dx) != (0, 0) else slice(None)
+            rows = np.clip(py[chosen] + dy, 0, height - 1)
+            columns = np.clip(px[chosen] + dx, 0, width - 1)
+            current = frame[rows, columns].astype(np.float32)
+            frame[rows, columns] = (current * 0.2 + 252.0 * 0.8).astype(np.uint8)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,8 @@ from typing import Any, Final
 import numpy as np
 
 from reelforge.media.image import ImageArray, cover_image
-from reelforge.media.render.scene import Scene, hsv
+from reelforge.media.render.palette import hsv
+from reelforge.media.render.scene import Scene
 
 __all__ = ["REFERENCE_DIM", "Pan", "plan_pan", "scene_with_reference"]
 

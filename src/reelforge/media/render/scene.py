@@ -3,13 +3,15 @@
 :func:`scene_from_prompt` reads the palette, subjects, motion, mood, caption and
 music from the prompt. Named colours, shapes, motion words, time of day and mood
 each steer a field (the words are in :mod:`~reelforge.media.render.vocabulary`);
-words we do not know still move the scene through a hash of the prompt, so every
-prompt gets its own look, and the seed varies positions, phases, counts and hues.
+backgrounds and settings ("on a plain white background", "in a forest") pick the
+backdrop and its colours (:mod:`~reelforge.media.render.phrases` tells their
+colour words from the subject's); words we do not know still move the scene
+through a hash of the prompt, so every prompt gets its own look, and the seed
+varies positions, phases, counts and hues.
 """
 
 from __future__ import annotations
 
-import colorsys
 import hashlib
 import re
 from dataclasses import dataclass
@@ -18,6 +20,14 @@ from typing import Final
 import numpy as np
 
 from reelforge.media.render.arrays import RGB
+from reelforge.media.render.palette import (
+    backdrop_palette,
+    hsv,
+    hue_of,
+    setting_subject_colours,
+    sky_colours,
+)
+from reelforge.media.render.phrases import find_backdrop
 from reelforge.media.render.vocabulary import (
     COLOURS,
     MOOD_LOOK,
@@ -25,13 +35,14 @@ from reelforge.media.render.vocabulary import (
     MOTION_WORDS,
     NUMBER_WORDS,
     PLURAL_SUBJECT_WORDS,
+    SETTING_LOOK,
     SHAPES,
     SUBJECT_WORDS,
     TIME_LOOK,
     TIME_WORDS,
 )
 
-__all__ = ["Scene", "hsv", "scene_from_prompt"]
+__all__ = ["Scene", "scene_from_prompt"]
 
 _CAPTION_MAX_CHARS: Final = 80
 _CAPTION_PATTERN: Final = re.compile(r'"([^"]+)"|\u201c([^\u201d]+)\u201d')
@@ -42,9 +53,14 @@ _WORD_PATTERN: Final = re.compile(r"[a-z]+|\d+")
 class Scene:
     """Everything a prompt decides about a clip, before any pixel is drawn.
 
-    Colours are 0-255 RGB. ``colours`` lists the named colours in prompt order
-    (the first one is the hue of the sky and of the first subject, so it dominates
-    the frames); ``variation`` seeds positions and phases in the renderer.
+    Colours are 0-255 RGB. ``colours`` lists the subjects' named colours in prompt
+    order; with the default ``gradient`` backdrop the first one is the hue of the sky
+    and of the first subject, so it dominates the frames. Any other ``backdrop``
+    comes from the prompt's background or setting words: ``colour`` (a named
+    background colour, softly shaded), ``flat`` (one colour, no gradient or texture)
+    or a setting (``sky``, ``ocean``, ``forest``, ``desert``, ``snow``, ``space``)
+    whose ``ground`` is what it is made of (clouds, water, trees, sand, snow,
+    nebula). ``variation`` seeds positions and phases in the renderer.
     """
 
     prompt: str
@@ -65,13 +81,9 @@ class Scene:
     root_hz: float
     minor: bool
     variation: int
-
-
-def hsv(hue: float, saturation: float, value: float) -> RGB:
-    red, green, blue = colorsys.hsv_to_rgb(
-        (hue / 360.0) % 1.0, min(max(saturation, 0.0), 1.0), min(max(value, 0.0), 1.0)
-    )
-    return (round(red * 255), round(green * 255), round(blue * 255))
+    backdrop: str = "gradient"
+    backdrop_colour: str | None = None  # the colour named for the background or setting
+    ground: RGB = (0, 0, 0)  # the setting's material; the sky's bottom colour otherwise
 
 
 def _extract_caption(prompt: str) -> tuple[str | None, str]:
@@ -91,7 +103,10 @@ def _first(words: list[str], table: dict[str, str]) -> str | None:
 def scene_from_prompt(prompt: str, seed: int) -> Scene:
     """Describe the clip for ``prompt``; the same prompt and seed give the same scene."""
     caption, described = _extract_caption(prompt)
-    words = _WORD_PATTERN.findall(described.lower())
+    backdrop_words = find_backdrop(_WORD_PATTERN.findall(described.lower()))
+    # The backdrop's colour and shade words are its own; the rest describe the subject.
+    words = list(backdrop_words.rest)
+    setting = backdrop_words.setting
     prompt_digest = hashlib.sha256(" ".join(prompt.lower().split()).encode()).digest()
     # Unknown words steer the scene through this stream; the seed does not, so a
     # prompt keeps its character across seeds.
@@ -112,7 +127,13 @@ def scene_from_prompt(prompt: str, seed: int) -> Scene:
 
     if not subjects:
         defaults = [["ball"], ["square"], ["waves", "ball"], ["stars", "ball"], ["ball", "square"]]
+        if setting is not None:
+            defaults = [["ball"], ["square"], ["ball", "square"]]  # the setting is the scenery
         subjects = list(defaults[int(by_prompt.integers(len(defaults)))])
+    if setting == "ocean" and "waves" not in subjects:
+        subjects.append("waves")
+    if setting == "space" and "stars" not in subjects:
+        subjects.append("stars")
     if time_of_day == "night" and "stars" not in subjects and "rain" not in subjects:
         subjects.append("stars")
     if not any(subject in SHAPES for subject in subjects) and set(subjects) <= {"city", "rain"}:
@@ -136,10 +157,25 @@ def scene_from_prompt(prompt: str, seed: int) -> Scene:
         hue += hue_jitter
         saturation, value = 0.6, 0.9
     saturation *= mood_saturation
-    sky_top, sky_bottom = _sky_colours(hue, saturation, value, brightness, time_of_day)
+    backdrop = backdrop_palette(
+        backdrop_words, time_of_day, brightness, mood_saturation, hue_jitter
+    )
+    if backdrop is None:
+        kind = "gradient"
+        sky_top, sky_bottom = sky_colours(hue, saturation, value, brightness, time_of_day)
+        ground = water = sky_bottom
+    else:
+        kind, sky_top, sky_bottom, ground, water = backdrop
+        if not colours:
+            # Unnamed subjects take a hue opposite the backdrop's, so they stand out.
+            hue = hue_of(sky_bottom) + hue_jitter
     subject_colours = _subject_colours(
         subjects, colours, hue, saturation, value, mood_saturation, by_prompt, by_seed
     )
+    if kind in SETTING_LOOK:
+        subject_colours = setting_subject_colours(
+            kind, subjects, subject_colours, water, named_colours=bool(colours)
+        )
 
     speed = mood_speed * float(by_seed.uniform(0.9, 1.1))
     tempo = mood_tempo + float(by_prompt.uniform(-6.0, 6.0))
@@ -182,6 +218,9 @@ def scene_from_prompt(prompt: str, seed: int) -> Scene:
         root_hz=round(root_hz, 3),
         minor=minor,
         variation=variation,
+        backdrop=kind,
+        backdrop_colour=backdrop_words.colour,
+        ground=ground,
     )
 
 
@@ -196,25 +235,6 @@ def _object_count(words: list[str], by_seed: np.random.Generator) -> int:
     if "a" in words or "an" in words:
         return 1
     return 1 + int(by_seed.integers(2))
-
-
-def _sky_colours(
-    hue: float, saturation: float, value: float, brightness: float, time_of_day: str | None
-) -> tuple[RGB, RGB]:
-    """A vertical gradient in the dominant hue, darker than the subjects so they stand out."""
-    top_value, bottom_value = {
-        "night": (0.18, 0.42),
-        "sunset": (0.30, 0.72),
-        "dawn": (0.45, 0.78),
-        "day": (0.50, 0.80),
-    }.get(time_of_day or "", (0.32, 0.66))
-    if saturation < 0.2:
-        # Achromatic colours: keep the sky near the colour's own lightness.
-        top_value, bottom_value = value * 0.55 + 0.05, value * 0.8 + 0.1
-    sky_saturation = saturation * 0.8
-    top = hsv(hue + 6.0, sky_saturation * 0.9, top_value * brightness)
-    bottom = hsv(hue - 4.0, sky_saturation, bottom_value * brightness)
-    return top, bottom
 
 
 def _subject_colours(

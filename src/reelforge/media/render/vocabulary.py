@@ -9,13 +9,18 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "BACKDROP_NOUNS",
     "COLOURS",
+    "FLAT_WORDS",
     "MOOD_LOOK",
     "MOOD_WORDS",
     "MOTIONS",
     "MOTION_WORDS",
     "NUMBER_WORDS",
     "PLURAL_SUBJECT_WORDS",
+    "SETTING_LOOK",
+    "SETTING_WORDS",
+    "SHADE_WORDS",
     "SHAPES",
     "SUBJECT_WORDS",
     "TIME_LOOK",
@@ -123,4 +128,42 @@ MOOD_LOOK: Final[dict[str, tuple[float, float, float, float]]] = {
     "sad": (0.8, 0.65, 0.7, 66.0),
     "energetic": (1.05, 1.15, 1.7, 150.0),
     "neutral": (1.0, 1.0, 1.0, 100.0),
+}
+
+# Nouns for what is behind the subject; colour and flatness words next to them
+# describe the backdrop, not the subject ("a green square on a white background").
+BACKDROP_NOUNS: Final = frozenset(
+    {"background", "backgrounds", "backdrop", "backdrops", "field", "wall", "walls"}
+    | {"floor", "floors", "surface", "canvas", "ground", "tabletop"}
+)
+# One flat colour: no gradient, vignette or texture.
+FLAT_WORDS: Final = frozenset({"plain", "solid", "flat", "uniform", "blank", "simple", "pure"})
+# Shade of a backdrop colour: (saturation factor, value factor).
+SHADE_WORDS: Final[dict[str, tuple[float, float]]] = {
+    "dark": (1.0, 0.45),
+    "deep": (1.1, 0.7),
+    "light": (0.55, 1.15),
+    "pale": (0.4, 1.15),
+    "bright": (1.1, 1.15),
+}
+
+# Settings: words that put the subject somewhere, drawn as a procedural scene.
+SETTING_WORDS: Final[dict[str, str]] = {
+    **dict.fromkeys(("sky", "skies", "cloud", "clouds", "cloudy", "heavens"), "sky"),
+    **dict.fromkeys(("ocean", "oceans", "sea", "seas", "seascape", "seaside"), "ocean"),
+    **dict.fromkeys(("forest", "forests", "woods", "woodland", "jungle", "trees"), "forest"),
+    **dict.fromkeys(("desert", "deserts", "dune", "dunes", "sand", "sandy", "sahara"), "desert"),
+    **dict.fromkeys(("snow", "snowy", "snowing", "snowfall", "snowflakes", "winter"), "snow"),
+    **dict.fromkeys(("blizzard", "snowfield", "snowstorm"), "snow"),
+    **dict.fromkeys(("space", "cosmos", "cosmic", "nebula", "universe", "galaxy"), "space"),
+}
+# Setting: (sky top, sky bottom, material) as HSV; the material is what the setting
+# is made of: clouds, water, trees, sand, snow, nebula.
+SETTING_LOOK: Final[dict[str, tuple[tuple[float, float, float], ...]]] = {
+    "sky": ((212.0, 0.62, 0.88), (198.0, 0.28, 0.98), (210.0, 0.03, 1.0)),
+    "ocean": ((210.0, 0.55, 0.86), (195.0, 0.22, 0.96), (200.0, 0.78, 0.70)),
+    "forest": ((195.0, 0.35, 0.86), (110.0, 0.15, 0.90), (135.0, 0.55, 0.42)),
+    "desert": ((208.0, 0.45, 0.92), (42.0, 0.22, 0.98), (36.0, 0.55, 0.90)),
+    "snow": ((212.0, 0.18, 0.86), (210.0, 0.06, 0.96), (210.0, 0.04, 0.98)),
+    "space": ((245.0, 0.55, 0.05), (265.0, 0.45, 0.12), (275.0, 0.60, 0.55)),
 }
