@@ -7,6 +7,10 @@ these at one boundary each; nothing above that boundary sees a foreign exception
 
     ReelforgeError                      internal_error
     ├── InvalidRequestError             invalid_request (+ field codes: invalid_size, ...)
+    │   ├── UnknownProviderError        unknown_provider
+    │   ├── PromptError                 invalid_prompt  (+ unknown_style, invalid_template,
+    │   │                                                 prompt_too_long, ...)
+    │   └── PromptRejectedError         prompt_rejected (carries the policy rule id)
     ├── NotFoundError                   not_found
     ├── ConflictError                   conflict
     ├── MediaError                      media_error
@@ -16,11 +20,11 @@ these at one boundary each; nothing above that boundary sees a foreign exception
     ├── ProviderError                   provider_error     (retryable unless said otherwise)
     │   ├── ProviderAuthError           provider_auth_failed
     │   ├── ProviderRejectedError       provider_rejected_request
+    │   │   └── ProviderModerationError prompt_rejected    (the provider's own moderation)
     │   ├── RateLimitedError            rate_limited       (carries retry_after)
     │   ├── ProviderUnavailableError    provider_unavailable
     │   ├── RemoteJobLostError          remote_job_lost
     │   └── GenerationFailedError       generation_failed  (carries the remote code)
-    ├── UnknownProviderError            unknown_provider
     ├── StorageError                    storage_error
     │   ├── StorageUnavailableError     storage_unavailable (retryable: the store is unreachable)
     │   └── StorageFullError            storage_full       (no space left; retryable elsewhere)
@@ -41,8 +45,11 @@ __all__ = [
     "MediaError",
     "NotFoundError",
     "OutputPathError",
+    "PromptError",
+    "PromptRejectedError",
     "ProviderAuthError",
     "ProviderError",
+    "ProviderModerationError",
     "ProviderRejectedError",
     "ProviderUnavailableError",
     "RateLimitedError",
@@ -93,6 +100,29 @@ class UnknownProviderError(InvalidRequestError):
     code = "unknown_provider"
 
 
+class PromptError(InvalidRequestError):
+    """The prompt (or its style, template or variables) cannot be processed."""
+
+    code = "invalid_prompt"
+
+
+class PromptRejectedError(InvalidRequestError):
+    """A policy rule refused the prompt before anything was queued or paid for.
+
+    ``rule`` is the id of the rule that matched (``blocked_terms:3``, a configured
+    regex id, ``moderation:violence``); clients may show it, never the rule itself.
+    """
+
+    code = "prompt_rejected"
+
+    def __init__(self, message: str, *, rule: str, param: str | None = "prompt"):
+        super().__init__(message, param=param)
+        self.rule = rule
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {**super().to_dict(), "rule": self.rule}
+
+
 class MediaError(ReelforgeError):
     code = "media_error"
 
@@ -134,6 +164,14 @@ class ProviderRejectedError(ProviderError):
 
     code = "provider_rejected_request"
     retryable = False
+
+
+class ProviderModerationError(ProviderRejectedError):
+    """The provider's own moderation refused the prompt: the same code as our policy
+    pre-check, never retried and never failed over (another provider would see the
+    same prompt)."""
+
+    code = "prompt_rejected"
 
 
 class RateLimitedError(ProviderError):

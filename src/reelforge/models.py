@@ -7,7 +7,6 @@ Input rules (DESIGN.md) live here, once: every entry point parses a request with
 
 from __future__ import annotations
 
-import unicodedata
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from reelforge.errors import InvalidRequestError
+from reelforge.prompts.text import find_forbidden
 
 __all__ = [
     "MAX_DURATION_SECONDS",
@@ -90,8 +90,11 @@ def parse_size(value: str) -> tuple[int, int]:
     return width, height
 
 
-def _has_control_chars(text: str) -> bool:
-    return any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in text)
+def _check_text(value: str, field: str, code: str) -> None:
+    """Refuse control, bidi, zero-width and other invisible characters, by name and place."""
+    bad = find_forbidden(value)
+    if bad is not None:
+        raise PydanticCustomError(code, bad.describe(field))
 
 
 class GenerationRequest(BaseModel):
@@ -116,10 +119,18 @@ class GenerationRequest(BaseModel):
     # Generate again (new seed) when the result fails validation.
     regenerate_on_failure: bool = True
     metadata: dict[str, str] = Field(default_factory=dict)
+    # Prompt processing (reelforge.prompts): a style from GET /api/styles, a named
+    # template filled from template_vars, and optional enhancement of short prompts.
+    style: str | None = Field(default=None, min_length=1, max_length=64)
+    template: str | None = Field(default=None, min_length=1, max_length=64)
+    template_vars: dict[str, str] = Field(default_factory=dict)
+    enhance: bool = False
 
     @field_validator("prompt")
     @classmethod
     def _check_prompt(cls, value: str) -> str:
+        # Position counts in the text as sent, so check before trimming.
+        _check_text(value, "prompt", "invalid_prompt")
         text = value.strip()
         if not text:
             raise PydanticCustomError("invalid_prompt", "prompt must not be empty")
@@ -127,9 +138,32 @@ class GenerationRequest(BaseModel):
             raise PydanticCustomError(
                 "invalid_prompt", f"prompt is longer than {MAX_PROMPT_CHARS} characters"
             )
-        if _has_control_chars(text):
-            raise PydanticCustomError("invalid_prompt", "prompt contains control characters")
         return text
+
+    @field_validator("negative_prompt")
+    @classmethod
+    def _check_negative_prompt(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        _check_text(value, "negative_prompt", "invalid_negative_prompt")
+        return value.strip() or None
+
+    @field_validator("template_vars")
+    @classmethod
+    def _check_template_vars(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 32:
+            raise PydanticCustomError("invalid_template_vars", "at most 32 template_vars")
+        for name, text in value.items():
+            if not name.isidentifier() or len(name) > 64:
+                raise PydanticCustomError(
+                    "invalid_template_vars", f"{name!r} is not a placeholder name"
+                )
+            if len(text) > 2000:
+                raise PydanticCustomError(
+                    "invalid_template_vars", f"template_vars.{name} is longer than 2000"
+                )
+            _check_text(text, f"template_vars.{name}", "invalid_template_vars")
+        return value
 
     @field_validator("duration_seconds")
     @classmethod

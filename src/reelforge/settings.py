@@ -9,10 +9,19 @@ Sources, highest priority first: constructor arguments, environment variables
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,7 +29,18 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["MediaSettings", "ProviderConfig", "Settings", "StorageSettings", "ValidationSettings"]
+__all__ = [
+    "ChatEndpoint",
+    "MediaSettings",
+    "PolicyRule",
+    "PromptSettings",
+    "ProviderConfig",
+    "Settings",
+    "StorageSettings",
+    "StyleConfig",
+    "TenantPrompts",
+    "ValidationSettings",
+]
 
 
 class ProviderConfig(BaseModel):
@@ -134,6 +154,206 @@ class ValidationSettings(BaseModel):
     flicker_max_flashes_per_second: float = Field(default=3.0, gt=0)
 
 
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class StyleConfig(BaseModel):
+    """One prompt style: what it adds to the prompt and the negative prompt, and the
+    frame rate and size it suggests (used only when the request sets neither)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str
+    additions: list[str] = Field(default_factory=list)  # appended, each once
+    negative: list[str] = Field(default_factory=list)  # merged into the negative prompt
+    fps: int | None = Field(default=None, ge=1, le=60)
+    size: str | None = Field(default=None, pattern=r"^[0-9]{2,4}x[0-9]{2,4}$")
+
+
+def _default_styles() -> dict[str, StyleConfig]:
+    # Sizes are among OpenAI's four so a style never rules out the openai provider.
+    return {
+        "cinematic": StyleConfig(
+            description="Feature-film look: wide lens, shallow focus, dramatic light.",
+            additions=[
+                "cinematic shot",
+                "anamorphic lens",
+                "shallow depth of field",
+                "dramatic lighting",
+                "subtle film grain",
+            ],
+            negative=["cartoon", "flat lighting", "low detail"],
+            fps=24,
+            size="1280x720",
+        ),
+        "anime": StyleConfig(
+            description="Hand-drawn Japanese animation: clean line art, cel shading.",
+            additions=["anime style", "clean line art", "cel shading", "vibrant colours"],
+            negative=["photorealistic", "3d render", "blurry lines"],
+            fps=24,
+            size="1280x720",
+        ),
+        "documentary": StyleConfig(
+            description="Observational footage: natural light, steady handheld camera.",
+            additions=[
+                "documentary footage",
+                "natural light",
+                "steady handheld camera",
+                "realistic detail",
+            ],
+            negative=["cartoon", "stylised", "oversaturated"],
+            fps=30,
+            size="1280x720",
+        ),
+        "product": StyleConfig(
+            description="Studio product shot for social media: clean backdrop, turntable.",
+            additions=[
+                "studio product shot",
+                "clean seamless backdrop",
+                "soft box lighting",
+                "slow turntable rotation",
+            ],
+            negative=["clutter", "people", "text", "watermark"],
+            fps=30,
+            size="720x1280",
+        ),
+        "timelapse": StyleConfig(
+            description="Hours compressed into seconds from a locked-off camera.",
+            additions=["time-lapse", "locked-off camera", "fast-moving clouds and light"],
+            negative=["camera shake", "slow motion"],
+            fps=30,
+            size="1280x720",
+        ),
+        "claymation": StyleConfig(
+            description="Stop-motion plasticine models, handmade textures, 12 frames a second.",
+            additions=[
+                "claymation",
+                "stop-motion animation",
+                "plasticine models",
+                "handmade textures",
+            ],
+            negative=["photorealistic", "smooth cgi"],
+            fps=12,
+            size="1280x720",
+        ),
+    }
+
+
+def _default_templates() -> dict[str, str]:
+    return {
+        "product_reveal": (
+            "{product} revealed on a {surface}, {prompt}, the camera circles it slowly"
+        ),
+        "travel_postcard": "a sweeping view of {place} at {time_of_day}, {prompt}",
+        "explainer": "a clear, simple animation explaining {topic} for {audience}, {prompt}",
+    }
+
+
+class PolicyRule(BaseModel):
+    """A rule of the prompt policy: blocked terms (whole words, matched through
+    Unicode confusables and leetspeak) and/or one regular expression."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64)
+    terms: list[str] = Field(default_factory=list)
+    pattern: str | None = None  # Python regex, matched case-insensitively
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"pattern does not compile: {exc}") from None
+        return value
+
+
+class TenantPrompts(BaseModel):
+    """One tenant's prompt defaults and policy, on top of the global ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default_style: str | None = None  # applied when a request names no style (/v1 too)
+    rules: list[PolicyRule] = Field(default_factory=list)  # added to the global rules
+    moderation: bool | None = None  # None: the global setting
+
+
+class ChatEndpoint(BaseModel):
+    """An OpenAI-compatible endpoint (``base_url`` ends in ``/v1``); unset: not used."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    model: str = "gpt-4o-mini"
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+NegativeFallback = Literal["fold", "drop"]
+
+
+def _negative_fallbacks() -> dict[str, NegativeFallback]:
+    return {"local": "drop"}
+
+
+class PromptSettings(BaseModel):
+    """Prompt processing (``reelforge.prompts``): styles, templates, policy, enhancement."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    styles: dict[str, StyleConfig] = Field(default_factory=_default_styles)
+    # Named templates; ``{prompt}`` is the request's prompt, the rest come from
+    # ``template_vars``.
+    templates: dict[str, str] = Field(default_factory=_default_templates)
+    # What to do with a negative prompt for a model that takes none: fold it into
+    # the prompt ("Avoid: ...") or drop it. Per provider name, else the default.
+    # ``local`` drops: its renderer reads prompt words as scene elements, so
+    # "avoid rain" would make it rain.
+    negative_fallback: NegativeFallback = "fold"
+    negative_fallback_by_provider: dict[str, NegativeFallback] = Field(
+        default_factory=_negative_fallbacks
+    )
+    # The rule-based expander (``enhance: true``) expands prompts of fewer words.
+    enhance_below_words: int = Field(default=12, ge=1)
+    # Set it to enhance through a chat model instead (in the worker, before submit;
+    # any failure keeps the rule-based result).
+    enhance_endpoint: ChatEndpoint = Field(default_factory=ChatEndpoint)
+    # Set it (and ``moderation``) to ask an OpenAI-compatible /moderations endpoint
+    # in the worker before submit.
+    moderation_endpoint: ChatEndpoint = Field(
+        default_factory=lambda: ChatEndpoint(model="omni-moderation-latest")
+    )
+    moderation: bool = False
+    default_style: str | None = None
+    rules: list[PolicyRule] = Field(default_factory=list)
+    # Per tenant (a record's ``owner``; "default" while single-tenant).
+    tenants: dict[str, TenantPrompts] = Field(default_factory=dict)
+
+    @field_validator("templates")
+    @classmethod
+    def _templates_take_the_prompt(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            stripped = _PLACEHOLDER.sub("", text)
+            if "{" in stripped or "}" in stripped:
+                raise ValueError(f"template {name!r}: braces only around placeholder names")
+            if "{prompt}" not in text:
+                raise ValueError(f"template {name!r} must contain {{prompt}}")
+        return value
+
+    @model_validator(mode="after")
+    def _styles_exist(self) -> PromptSettings:
+        named = [self.default_style, *(t.default_style for t in self.tenants.values())]
+        unknown = [s for s in named if s is not None and s not in self.styles]
+        if unknown:
+            raise ValueError(f"default_style {unknown[0]!r} is not a configured style")
+        return self
+
+    def tenant(self, owner: str) -> TenantPrompts:
+        return self.tenants.get(owner) or TenantPrompts()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="REELFORGE_",
@@ -178,6 +398,7 @@ class Settings(BaseSettings):
     scratch_dir: Path | None = None
     media: MediaSettings = Field(default_factory=MediaSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    prompts: PromptSettings = Field(default_factory=PromptSettings)
     # A result that fails validation is generated again (new seed) up to this many
     # times; requests may turn it off with ``regenerate_on_failure: false``.
     max_quality_regenerations: int = Field(default=2, ge=0)

@@ -120,6 +120,9 @@ class VideoRecord:
     # Seconds spent inside provider calls and media steps (``time_<name>`` fields):
     # what is left of the wall time is the service's own overhead.
     timings: dict[str, float] = field(default_factory=dict)
+    # What reelforge.prompts made of the prompt: processed_prompt, negative_prompt,
+    # steps, ... (ProcessedPrompt.to_dict); None on records from before it existed.
+    prompt_processing: dict[str, Any] | None = None
 
     @property
     def current_attempt(self) -> Attempt | None:
@@ -149,6 +152,7 @@ class VideoRecord:
             "waiting_for": self.waiting_for or "",
             "seq": str(self.seq),
             "stage_durations": json.dumps(self.stage_durations),
+            "prompt_processing": _dump(self.prompt_processing),
         }
 
     @classmethod
@@ -178,6 +182,7 @@ class VideoRecord:
             timings={
                 k.removeprefix("time_"): float(v) for k, v in raw.items() if k.startswith("time_")
             },
+            prompt_processing=_load(raw.get("prompt_processing")),
         )
 
 

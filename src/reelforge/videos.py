@@ -11,8 +11,9 @@ import secrets
 import shutil
 from typing import Any
 
-from reelforge.errors import ConflictError, InvalidRequestError
+from reelforge.errors import ConflictError, InvalidRequestError, PromptError
 from reelforge.models import GenerationRequest, Stage, VideoStatus, parse_generation_request
+from reelforge.prompts.pipeline import ProcessedPrompt, apply_style_defaults, process_prompt
 from reelforge.runtime import Runtime
 from reelforge.store import VideoRecord, new_video_id, request_fingerprint
 
@@ -36,6 +37,34 @@ def _route(rt: Runtime, req: GenerationRequest) -> list[str]:
     return route
 
 
+def _fit_prompt(
+    rt: Runtime, req: GenerationRequest, route: list[str], owner: str
+) -> tuple[ProcessedPrompt, list[str]]:
+    """Process the prompt for the first provider of the route it fits; drop the
+    providers whose prompt limit it passes. Every other refusal is the prompt's own."""
+    fitted: list[tuple[str, ProcessedPrompt]] = []
+    too_long: PromptError | None = None
+    for name in route:
+        try:
+            processed = process_prompt(
+                req,
+                rt.settings.prompts,
+                caps=rt.provider(name).capabilities(),
+                provider=name,
+                owner=owner,
+            )
+        except PromptError as exc:
+            if exc.code != "prompt_too_long":
+                raise
+            too_long = too_long or exc
+            continue
+        fitted.append((name, processed))
+    if not fitted:
+        assert too_long is not None  # noqa: S101 - a route is never empty
+        raise too_long
+    return fitted[0][1], [name for name, _ in fitted]
+
+
 async def create_video(
     rt: Runtime,
     req: GenerationRequest,
@@ -51,7 +80,9 @@ async def create_video(
     key with another body is a ConflictError. ``client_body`` is what the client
     sent (the fingerprint must not see the seed we pick for it).
     """
+    req = apply_style_defaults(req, rt.settings.prompts, owner)
     route = _route(rt, req)
+    processed, route = _fit_prompt(rt, req, route, owner)
     if req.seed is None:
         req = req.model_copy(update={"seed": secrets.randbelow(2**31)})
     record = VideoRecord(
@@ -61,6 +92,7 @@ async def create_video(
         provider=route[0],
         route=route,
         regenerated_from=regenerated_from,
+        prompt_processing=processed.to_dict(),
     )
     fingerprint = None
     if idempotency_key is not None:

@@ -32,6 +32,7 @@ from reelforge.errors import (
     JobCancelledError,
     NotFoundError,
     ProviderError,
+    ProviderModerationError,
     ProviderRejectedError,
     ReelforgeError,
 )
@@ -40,7 +41,9 @@ from reelforge.media.probe import probe
 from reelforge.media.validate import Expectation, ValidationReport, validate_video
 from reelforge.models import Stage
 from reelforge.pipeline import produce_outputs
+from reelforge.prompts.submit import prepare_submission
 from reelforge.providers import RemoteState
+from reelforge.providers.base import is_moderation_refusal
 from reelforge.retry import RetryPolicy, call_with_retries
 from reelforge.runtime import Runtime
 from reelforge.settings import Settings
@@ -371,12 +374,14 @@ class _GenerationRun(_Run):
         attempt = self._attempt(rec)
         if attempt.remote_id is None:
             provider = self.rt.provider(attempt.provider)
+            # The processed prompt (remote enhancement and moderation run here).
+            request = await prepare_submission(self.rt, rec, attempt.provider)
             note_retry = self._note_retry(attempt.provider)
             if not provider.capabilities().idempotent_submit:
                 note_retry = await self._claim_submit(attempt, note_retry)
             async with self.timed("provider"):
                 attempt.remote_id = await call_with_retries(
-                    lambda: provider.submit(rec.request, idempotency_key=attempt.idempotency_key),
+                    lambda: provider.submit(request, idempotency_key=attempt.idempotency_key),
                     self.policy,
                     on_retry=note_retry,
                 )
@@ -433,6 +438,10 @@ class _GenerationRun(_Run):
                 )
             if status.state is RemoteState.SUCCEEDED:
                 return await self.move(rec, Stage.DOWNLOADING)
+            if status.state is RemoteState.FAILED and is_moderation_refusal(status.error_code):
+                raise ProviderModerationError(
+                    f"{name} refused the prompt: {status.error_message or status.error_code}"
+                )
             if status.state is RemoteState.FAILED:
                 raise ProviderError(
                     status.error_message or "the provider failed the generation",

@@ -15,7 +15,17 @@ from typing import Protocol, runtime_checkable
 
 from reelforge.models import GenerationRequest
 
-__all__ = ["Capabilities", "Provider", "RemoteState", "RemoteStatus"]
+__all__ = ["Capabilities", "Provider", "RemoteState", "RemoteStatus", "is_moderation_refusal"]
+
+# Codes vendors use when their own moderation refuses a prompt (OpenAI's
+# ``moderation_blocked``, ``content_policy_violation``; ``safety`` filters).
+_MODERATION_MARKERS = ("moderation", "content_policy", "safety", "prompt_rejected")
+
+
+def is_moderation_refusal(code: str | None) -> bool:
+    """Whether a provider's error code means its moderation refused the prompt: that
+    maps to our ``prompt_rejected``, never retried and never failed over."""
+    return code is not None and any(marker in code.lower() for marker in _MODERATION_MARKERS)
 
 
 @dataclass(frozen=True, slots=True)

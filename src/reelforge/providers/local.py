@@ -117,6 +117,10 @@ class LocalProvider:
             audio=True,
             image_input=True,
             cost_per_second=self._config.price_per_second,
+            # The renderer reads only the prompt (render_video never sees the
+            # negative prompt) and takes any length.
+            max_prompt_length=None,
+            negative_prompt=False,
         )
 
     def _output_path(self, remote_id: str) -> Path:

@@ -5,7 +5,8 @@ rather than the SDK, so that retries happen once, in our policy, and every HTTP
 answer is translated to our errors in one table (:func:`_raise_for`):
 
     401/403 → ProviderAuthError (never retried)
-    400/422 → ProviderRejectedError with the server's message and code
+    400/422 → ProviderRejectedError with the server's message and code;
+              ProviderModerationError (prompt_rejected) for a moderation code
     404     → RemoteJobLostError (the remote job is gone)
     429     → RateLimitedError with Retry-After
     408/409/5xx, timeouts, connection errors → retryable provider errors
@@ -27,6 +28,7 @@ import httpx
 from reelforge.errors import (
     ProviderAuthError,
     ProviderError,
+    ProviderModerationError,
     ProviderRejectedError,
     ProviderUnavailableError,
     RateLimitedError,
@@ -36,13 +38,19 @@ from reelforge.errors import (
 from reelforge.media.ffmpeg import atomic_output
 from reelforge.media.probe import probe
 from reelforge.models import GenerationRequest
-from reelforge.providers.base import Capabilities, RemoteState, RemoteStatus
+from reelforge.providers.base import (
+    Capabilities,
+    RemoteState,
+    RemoteStatus,
+    is_moderation_refusal,
+)
 from reelforge.settings import ProviderConfig, Settings
 
 __all__ = ["SORA_SHUTDOWN_MESSAGE", "OpenAIVideosProvider"]
 
 SPEC_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
 SPEC_SECONDS = (4.0, 8.0, 12.0)
+SPEC_PROMPT_CHARS = 32_000
 SORA_SHUTDOWN_MESSAGE = (
     "OpenAI shut its Sora video API down on 2026-09-24, so api.openai.com no longer "
     "generates videos. Point this provider's base_url at an OpenAI-compatible video "
@@ -85,6 +93,8 @@ def _raise_for(response: httpx.Response, *, what: str) -> None:
     detail = f"{what}: {message}"
     if status in (401, 403):
         raise ProviderAuthError(detail)
+    if status in (400, 422) and is_moderation_refusal(code):
+        raise ProviderModerationError(f"{detail} (provider code {code})")
     if status in (400, 422):
         raise ProviderRejectedError(detail, code=code or "provider_rejected_request")
     if status == 404:
@@ -143,6 +153,9 @@ class OpenAIVideosProvider:
             image_input=True,
             cost_per_second=self._config.price_per_second,
             honours_fps=False,
+            # CreateVideoJsonBody.prompt: maxLength 32000; the spec has no negative prompt.
+            max_prompt_length=SPEC_PROMPT_CHARS,
+            negative_prompt=False,
         )
 
     async def _request(self, method: str, url: str, *, what: str, **kw: Any) -> httpx.Response:
