@@ -379,6 +379,62 @@ def status(
     console.print(table)
 
 
+@app.command("prompt")
+def prompt_command(
+    text: Annotated[str, typer.Argument(help="The prompt, as you would send it.")],
+    style: Annotated[
+        str | None, typer.Option(help="A style (GET /api/styles), e.g. cinematic.")
+    ] = None,
+    enhance: Annotated[
+        bool, typer.Option("--enhance", help="Expand a short prompt into a shot description.")
+    ] = False,
+    provider: Annotated[
+        str | None, typer.Option(help="Fit the prompt to this provider (else the route's).")
+    ] = None,
+    negative: Annotated[str | None, typer.Option(help="A negative prompt.")] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print processed_prompt, negative_prompt and steps as JSON."),
+    ] = False,
+) -> None:
+    """Show what a provider would receive for TEXT, without generating anything.
+
+    Exit 2 with a one-line reason when the text is refused.
+    """
+    from reelforge.prompts.submit import preview_prompt
+
+    settings = Settings()
+    req = _parse_request(
+        prompt=text, style=style, enhance=enhance, provider=provider, negative_prompt=negative
+    )
+    processed = _run(lambda: preview_prompt(settings, req))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "prompt": req.prompt,
+                    "processed_prompt": processed.text,
+                    "negative_prompt": processed.negative,
+                    "provider": processed.provider,
+                    "steps": [step.to_dict() for step in processed.steps],
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return
+    console.print(escape(processed.text), highlight=False, soft_wrap=True)
+    if processed.negative:
+        console.print(f"[bold]negative[/] {escape(processed.negative)}", highlight=False)
+    table = Table(title=f"steps (for {processed.provider})", title_justify="left")
+    table.add_column("step", style="bold")
+    table.add_column("changed")
+    table.add_column("why")
+    for step in processed.steps:
+        table.add_row(step.step, "yes" if step.changed else "no", escape(step.why))
+    err_console.print(table)
+
+
 def main() -> None:
     try:
         app()

@@ -11,9 +11,9 @@ import secrets
 import shutil
 from typing import Any
 
-from reelforge.errors import ConflictError, InvalidRequestError, PromptError
+from reelforge.errors import ConflictError, InvalidRequestError
 from reelforge.models import GenerationRequest, Stage, VideoStatus, parse_generation_request
-from reelforge.prompts.pipeline import ProcessedPrompt, apply_style_defaults, process_prompt
+from reelforge.prompts.pipeline import apply_style_defaults, fit_route
 from reelforge.runtime import Runtime
 from reelforge.store import VideoRecord, new_video_id, request_fingerprint
 
@@ -37,34 +37,6 @@ def _route(rt: Runtime, req: GenerationRequest) -> list[str]:
     return route
 
 
-def _fit_prompt(
-    rt: Runtime, req: GenerationRequest, route: list[str], owner: str
-) -> tuple[ProcessedPrompt, list[str]]:
-    """Process the prompt for the first provider of the route it fits; drop the
-    providers whose prompt limit it passes. Every other refusal is the prompt's own."""
-    fitted: list[tuple[str, ProcessedPrompt]] = []
-    too_long: PromptError | None = None
-    for name in route:
-        try:
-            processed = process_prompt(
-                req,
-                rt.settings.prompts,
-                caps=rt.provider(name).capabilities(),
-                provider=name,
-                owner=owner,
-            )
-        except PromptError as exc:
-            if exc.code != "prompt_too_long":
-                raise
-            too_long = too_long or exc
-            continue
-        fitted.append((name, processed))
-    if not fitted:
-        assert too_long is not None  # noqa: S101 - a route is never empty
-        raise too_long
-    return fitted[0][1], [name for name, _ in fitted]
-
-
 async def create_video(
     rt: Runtime,
     req: GenerationRequest,
@@ -82,7 +54,13 @@ async def create_video(
     """
     req = apply_style_defaults(req, rt.settings.prompts, owner)
     route = _route(rt, req)
-    processed, route = _fit_prompt(rt, req, route, owner)
+    processed, route = fit_route(
+        req,
+        rt.settings.prompts,
+        route,
+        caps_of=lambda name: rt.provider(name).capabilities(),
+        owner=owner,
+    )
     if req.seed is None:
         req = req.model_copy(update={"seed": secrets.randbelow(2**31)})
     record = VideoRecord(

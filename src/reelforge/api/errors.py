@@ -21,6 +21,7 @@ from reelforge.errors import (
     ConflictError,
     InvalidRequestError,
     NotFoundError,
+    PromptRejectedError,
     ReelforgeError,
     ServiceUnavailableError,
 )
@@ -78,6 +79,10 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, ReelforgeError)  # noqa: S101
         status = status_for(exc)
         headers = {"Retry-After": "1"} if status == 503 else {}
+        if isinstance(exc, PromptRejectedError):
+            # Machine-readable: which policy rule refused the prompt.
+            body = {"error": {**exc.to_dict(), "type": openai_error_type(status)}}
+            return JSONResponse(body, status_code=status)
         return error_response(status, exc.code, exc.message, exc.param, **headers)
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:

@@ -27,6 +27,7 @@ class ErrorBody(BaseModel):
     code: str
     message: str
     param: str | None = None
+    rule: str | None = None  # prompt_rejected: the id of the policy rule that matched
 
 
 class ErrorResponse(BaseModel):
@@ -63,6 +64,11 @@ class VideoObject(BaseModel):
     stage: str
     progress: int
     prompt: str
+    # What reelforge.prompts made of it: the text the provider receives, the
+    # negative prompt it receives (None: none, or folded in or dropped), and how.
+    processed_prompt: str
+    negative_prompt: str | None
+    prompt_steps: list[dict[str, Any]]
     provider: str
     route: list[str]
     waiting_for: str | None
@@ -124,6 +130,7 @@ def present_status(rec: VideoRecord) -> VideoStatusObject:
 
 def present_video(rec: VideoRecord) -> VideoObject:
     base = f"/api/videos/{rec.id}"
+    processing = rec.prompt_processing or {}
     files = [
         VideoFile(
             url=f"{base}/content?format={entry['format']}",
@@ -137,6 +144,9 @@ def present_video(rec: VideoRecord) -> VideoObject:
         stage=rec.stage.value,
         progress=rec.progress,
         prompt=rec.request.prompt,
+        processed_prompt=processing.get("processed_prompt", rec.request.prompt),
+        negative_prompt=processing.get("negative_prompt", rec.request.negative_prompt),
+        prompt_steps=processing.get("steps", []),
         provider=rec.provider,
         route=rec.route,
         waiting_for=rec.waiting_for,

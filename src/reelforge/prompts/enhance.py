@@ -29,8 +29,9 @@ _ASPECTS: tuple[tuple[str, re.Pattern[str], str], ...] = (
     (
         "action",
         re.compile(
-            r"\b(\w+ing|moves?|runs?|walks?|flies|fly|jumps?|dances?|spins?|flows?|falls?|"
-            r"rises?|motion)\b",
+            r"\b((?!(?:light|sett|build|morn|even|ceil|paint|cloth|th|str|spr|r|w|k|s|"
+            r"noth|someth|everyth|anyth|sibl|end|wedd|pudd|ic|rail|awn)ing\b)\w+ing|"
+            r"moves?|runs?|walks?|flies|fly|jumps?|dances?|spins?|flows?|falls?|rises?|motion)\b",
             re.IGNORECASE,
         ),
         "in gentle motion",

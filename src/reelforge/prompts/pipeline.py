@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ __all__ = [
     "PromptStep",
     "apply_style_defaults",
     "core_text",
+    "fit_route",
+    "placeholders",
     "process_prompt",
     "style_of",
 ]
@@ -114,6 +117,12 @@ def _style(settings: PromptSettings, name: str | None) -> StyleConfig | None:
     return style
 
 
+def placeholders(template: str) -> list[str]:
+    """The ``template_vars`` a template needs (``{prompt}`` is the request's prompt)."""
+    names = [f for _, f, _, _ in string.Formatter().parse(template) if f and f != "prompt"]
+    return list(dict.fromkeys(names))
+
+
 def apply_style_defaults(
     req: GenerationRequest, settings: PromptSettings, owner: str
 ) -> GenerationRequest:
@@ -147,7 +156,7 @@ def _fill_template(draft: _Draft, req: GenerationRequest, settings: PromptSettin
             code="unknown_template",
             param="template",
         )
-    wanted = {f for _, f, _, _ in string.Formatter().parse(text) if f} - {"prompt"}
+    wanted = set(placeholders(text))
     given = set(req.template_vars)
     for name in sorted(given - wanted):
         raise PromptError(
@@ -329,3 +338,34 @@ def _enhance(
     )
     draft.note("enhance", bool(added), why)
     return []
+
+
+def fit_route(
+    req: GenerationRequest,
+    settings: PromptSettings,
+    route: list[str],
+    *,
+    caps_of: Callable[[str], Capabilities],
+    owner: str,
+) -> tuple[ProcessedPrompt, list[str]]:
+    """Process the prompt for the first provider of ``route`` it fits, and return the
+    providers it fits: those whose prompt limit it passes are dropped. Every other
+    refusal is the prompt's own, whatever the provider, and raised at once."""
+    fitted: list[tuple[str, ProcessedPrompt]] = []
+    too_long: PromptError | None = None
+    for name in route:
+        try:
+            processed = process_prompt(
+                req, settings, caps=caps_of(name), provider=name, owner=owner
+            )
+        except PromptError as exc:
+            if exc.code != "prompt_too_long":
+                raise
+            too_long = too_long or exc
+            continue
+        fitted.append((name, processed))
+    if not fitted:
+        if too_long is None:
+            raise PromptError("no provider to fit the prompt to", param="provider")
+        raise too_long
+    return fitted[0][1], [name for name, _ in fitted]

@@ -15,7 +15,8 @@ worker:
    it was fitted to (a fallback in the route).
 
 Outcomes are written to the record (``prompt_processing``) before submit, so a
-worker that dies here does not enhance or moderate again.
+worker that dies here does not enhance or moderate again. ``reelforge prompt``
+runs the same steps (:func:`preview_prompt`) to show what would be sent.
 """
 
 from __future__ import annotations
@@ -29,12 +30,21 @@ import structlog
 from reelforge.errors import PromptRejectedError, ReelforgeError, ServiceUnavailableError
 from reelforge.models import GenerationRequest, Stage
 from reelforge.prompts.enhance import EnhancementFailed, enhance_with_chat
-from reelforge.prompts.pipeline import ProcessedPrompt, PromptStep, core_text, process_prompt
+from reelforge.prompts.pipeline import (
+    ProcessedPrompt,
+    PromptStep,
+    apply_style_defaults,
+    core_text,
+    fit_route,
+    process_prompt,
+)
+from reelforge.providers import build_provider
+from reelforge.providers.base import Capabilities
 from reelforge.runtime import Runtime
-from reelforge.settings import ChatEndpoint
+from reelforge.settings import ChatEndpoint, PromptSettings, Settings
 from reelforge.store import VideoRecord
 
-__all__ = ["moderate", "prepare_submission"]
+__all__ = ["finish_processing", "moderate", "prepare_submission", "preview_prompt"]
 
 log = structlog.get_logger("reelforge.prompts")
 
@@ -46,7 +56,15 @@ async def prepare_submission(rt: Runtime, rec: VideoRecord, provider: str) -> Ge
         return rec.request
     processed = ProcessedPrompt.from_dict(stored)
     if processed.pending or processed.provider != provider:
-        processed = await _finish(rt, rec, processed, provider)
+        caps = rt.provider(provider).capabilities()
+        processed = await finish_processing(
+            rec.request,
+            processed,
+            rt.settings.prompts,
+            caps=caps,
+            provider=provider,
+            owner=rec.owner,
+        )
         result = await rt.store.transition(
             rec.id,
             event="prompt_processed",
@@ -61,32 +79,60 @@ async def prepare_submission(rt: Runtime, rec: VideoRecord, provider: str) -> Ge
     )
 
 
-async def _finish(
-    rt: Runtime, rec: VideoRecord, processed: ProcessedPrompt, provider: str
+async def preview_prompt(
+    settings: Settings, req: GenerationRequest, *, owner: str = "default"
 ) -> ProcessedPrompt:
-    settings = rt.settings.prompts
-    caps = rt.provider(provider).capabilities()
-    kw: dict[str, Any] = {"caps": caps, "provider": provider, "owner": rec.owner}
+    """What a provider would receive for ``req``, remote checks included; no job."""
+    req = apply_style_defaults(req, settings.prompts, owner)
+    names = (
+        [req.provider] if req.provider else settings.default_route or [settings.default_provider]
+    )
+    providers = {name: build_provider(name, settings) for name in names}
+    try:
+        caps = {name: p.capabilities() for name, p in providers.items()}
+        route = [name for name in names if caps[name].fits(req)] or names
+        processed, route = fit_route(
+            req, settings.prompts, route, caps_of=caps.__getitem__, owner=owner
+        )
+        return await finish_processing(
+            req, processed, settings.prompts, caps=caps[route[0]], provider=route[0], owner=owner
+        )
+    finally:
+        for provider in providers.values():
+            await provider.aclose()
+
+
+async def finish_processing(
+    request: GenerationRequest,
+    processed: ProcessedPrompt,
+    settings: PromptSettings,
+    *,
+    caps: Capabilities,
+    provider: str,
+    owner: str,
+) -> ProcessedPrompt:
+    """Run the pending remote checks and fit ``provider``; nothing is left pending."""
+    kw: dict[str, Any] = {"caps": caps, "provider": provider, "owner": owner}
     enhanced, note = processed.enhanced, None
     if "enhance" in processed.pending:
         limit = min(caps.max_prompt_length or 32_000, 32_000)
         try:
             enhanced = await enhance_with_chat(
-                core_text(rec.request, settings), settings.enhance_endpoint, max_chars=limit
+                core_text(request, settings), settings.enhance_endpoint, max_chars=limit
             )
         except EnhancementFailed as exc:
             note = f"kept the unenhanced prompt: {exc}"
-            log.info("enhancement failed", video_id=rec.id, reason=str(exc))
-    elif enhanced is None and rec.request.enhance:
+            log.info("enhancement failed", reason=str(exc))
+    elif enhanced is None and request.enhance:
         note = _enhance_note(processed)
     try:
-        result = process_prompt(rec.request, settings, enhanced=enhanced, enhance_note=note, **kw)
+        result = process_prompt(request, settings, enhanced=enhanced, enhance_note=note, **kw)
     except ReelforgeError as exc:
         if enhanced is None:
             raise
         # The chat model's text is what was refused: fall back to the prompt as it was.
         why = f"kept the unenhanced prompt: the chat model's text was refused ({exc.code})"
-        result = process_prompt(rec.request, settings, enhance_note=why, **kw)
+        result = process_prompt(request, settings, enhance_note=why, **kw)
     moderated = [s for s in processed.steps if s.step == "moderation"]
     if "moderation" in result.pending and not moderated:
         flagged = await moderate(result.text, settings.moderation_endpoint)
