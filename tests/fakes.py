@@ -33,11 +33,21 @@ class FakeRemoteProvider:
         self.first_clip = Path(str(first)) if first else None
         self.seconds = float(config.options.get("seconds", 2.0))
         self.price = config.price_per_second
+        # Prompt limits, as a model of the catalogue would state them.
+        limit = config.options.get("max_prompt_length")
+        self.max_prompt_length = int(limit) if limit is not None else None
+        self.negative_prompt = bool(config.options.get("negative_prompt", True))
         self.state_dir.mkdir(parents=True, exist_ok=True)
 
     def capabilities(self) -> Capabilities:
         # It hands back a ready-made clip: the clip's frame rate, whatever was asked.
-        return Capabilities(max_duration_seconds=60, cost_per_second=self.price, honours_fps=False)
+        return Capabilities(
+            max_duration_seconds=60,
+            cost_per_second=self.price,
+            honours_fps=False,
+            max_prompt_length=self.max_prompt_length,
+            negative_prompt=self.negative_prompt,
+        )
 
     def _job(self, remote_id: str) -> Path:
         return self.state_dir / f"{remote_id}.json"
@@ -45,6 +55,9 @@ class FakeRemoteProvider:
     async def submit(self, req: GenerationRequest, *, idempotency_key: str) -> str:
         with (self.state_dir / "submits.log").open("a") as log:
             log.write(idempotency_key + "\n")
+        with (self.state_dir / "prompts.log").open("a") as log:
+            sent = {"prompt": req.prompt, "negative_prompt": req.negative_prompt}
+            log.write(json.dumps(sent) + "\n")
         remote_id = "fake_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
         if not self._job(remote_id).exists():  # honours idempotency keys
             job = {"started": time.time(), "key": idempotency_key}
@@ -81,6 +94,12 @@ class FakeRemoteProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def submitted_prompts(state_dir: Path) -> list[dict[str, str | None]]:
+    """What each submit received: ``{prompt, negative_prompt}``, in order."""
+    log = state_dir / "prompts.log"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
 def submits(state_dir: Path) -> list[str]:

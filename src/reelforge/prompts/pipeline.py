@@ -228,7 +228,7 @@ def _fit_negative(
 def _check_length(draft: _Draft, caps: Capabilities, provider: str) -> None:
     limit = MAX_PROMPT_CHARS
     whose = f"our limit (provider {provider!r})"
-    if caps.max_prompt_length is not None and caps.max_prompt_length < limit:
+    if caps.max_prompt_length is not None and caps.max_prompt_length <= limit:
         limit, whose = caps.max_prompt_length, f"provider {provider!r}"
     if len(draft.text) > limit:
         raise PromptError(

@@ -37,17 +37,21 @@ _CONFUSABLE_PAIRS = (
     # Latin look-alikes and IPA
     "\u0131i \u0251a \u0261g \u0269i \u029fl \u017fs \u0142l \u00f8o \u0111d "
     "\u0127h \u0167t "
-    # Leetspeak
-    "0o 1i 3e 4a 5s 7t @a $s !i |l"
 )
+_LEET_PAIRS = "0o 1i 3e 4a 5s 7t @a $s !i |l"
 _CONFUSABLES = str.maketrans({pair[0]: pair[1] for pair in _CONFUSABLE_PAIRS.split()})
+# Leetspeak turns punctuation into letters ("bomb!" -> "bombi"), so it is a second
+# reading of the text, not a replacement of the first.
+_LEET = str.maketrans({pair[0]: pair[1] for pair in _LEET_PAIRS.split()})
 
 
-def skeleton(text: str) -> str:
-    """``text`` folded for matching: compatibility forms, case, accents, confusables."""
+def skeleton(text: str, *, leet: bool = False) -> str:
+    """``text`` folded for matching: compatibility forms, case, accents, confusables
+    (and, with ``leet``, leetspeak digits and symbols read as letters)."""
     folded = unicodedata.normalize("NFKD", text.casefold())
     bare = "".join(ch for ch in folded if not unicodedata.combining(ch))
-    return unicodedata.normalize("NFKC", bare.translate(_CONFUSABLES)).casefold()
+    folded = unicodedata.normalize("NFKC", bare.translate(_CONFUSABLES)).casefold()
+    return folded.translate(_LEET) if leet else folded
 
 
 def _term_pattern(term: str) -> str:
@@ -66,11 +70,11 @@ class CompiledPolicy:
     moderation: bool = False
 
     def first_match(self, text: str) -> str | None:
-        folded = skeleton(text)
+        readings = (text, skeleton(text), skeleton(text, leet=True))
         for rule_id, terms, pattern in self.rules:
-            if terms is not None and terms.search(folded):
+            if terms is not None and any(terms.search(r) for r in readings[1:]):
                 return rule_id
-            if pattern is not None and (pattern.search(text) or pattern.search(folded)):
+            if pattern is not None and any(pattern.search(r) for r in readings[:2]):
                 return rule_id
         return None
 
