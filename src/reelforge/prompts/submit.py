@@ -138,7 +138,7 @@ async def finish_processing(
         flagged = await moderate(result.text, settings.moderation_endpoint)
         if flagged is not None:
             raise PromptRejectedError(
-                f"prompt was refused by the moderation endpoint ({flagged})",
+                f"prompt was refused by the moderation endpoint (rule moderation:{flagged})",
                 rule=f"moderation:{flagged}",
             )
         model = settings.moderation_endpoint.model
