@@ -331,9 +331,16 @@ class PromptSettings(BaseModel):
     # Per tenant (a record's ``owner``; "default" while single-tenant).
     tenants: dict[str, TenantPrompts] = Field(default_factory=dict)
 
+    @field_validator("styles")
+    @classmethod
+    def _add_to_default_styles(cls, value: dict[str, StyleConfig]) -> dict[str, StyleConfig]:
+        # Configuring a style adds it (or replaces one): the documented ones stay.
+        return {**_default_styles(), **value}
+
     @field_validator("templates")
     @classmethod
     def _templates_take_the_prompt(cls, value: dict[str, str]) -> dict[str, str]:
+        value = {**_default_templates(), **value}
         for name, text in value.items():
             stripped = _PLACEHOLDER.sub("", text)
             if "{" in stripped or "}" in stripped:

@@ -321,9 +321,18 @@ async def test_generate_shows_live_stages_plays_and_downloads_the_webm(
 async def test_regenerate_from_history_follows_the_new_video_to_completion(web: Web) -> None:
     page = web.page
     await web.goto()
+    # A style from GET /api/styles: picking it sets its frame rate, and the result
+    # shows the prompt as the model received it.
+    await page.get_by_label("Style").select_option("claymation")
+    await expect(page.get_by_label("Frame rate")).to_have_value("12")
     await web.fill_small_video("a yellow kite looping over green hills")
     first = await web.generate()
     await web.wait_stage(first, "completed")
+    processed = page.locator("#current-processed")
+    await expect(processed).to_be_visible()
+    await expect(page.locator("#current-processed-text")).to_have_text(
+        re.compile(r"^a yellow kite looping over green hills, claymation, stop-motion animation")
+    )
 
     await web.history_item(first).get_by_role("button", name="Regenerate").click()
     second = await web.new_video(first)
@@ -379,10 +388,12 @@ async def test_the_api_message_is_shown_for_a_prompt_the_server_refuses(web: Web
 
     form_error = page.locator("#form-error")
     await expect(form_error).to_be_visible()
-    await expect(form_error.locator(".api-message")).to_have_text(
-        "prompt contains control characters"
+    message = (
+        "prompt contains a control character, U+0007 BELL, at character 8; "
+        "remove it (invisible characters can hide text)"
     )
-    await expect(page.locator("#prompt-error")).to_have_text("prompt contains control characters")
+    await expect(form_error.locator(".api-message")).to_have_text(message)
+    await expect(page.locator("#prompt-error")).to_have_text(message)
     await expect(page.get_by_label("Prompt", exact=True)).to_have_attribute("aria-invalid", "true")
     await expect(page.get_by_label("Prompt", exact=True)).to_be_focused()
     await web.screenshot("api-error")

@@ -98,7 +98,7 @@ async def test_a_moderation_failure_is_carried_through_and_not_retried(setup: Se
     setup.emulator.config.fail_jobs_with = "moderation_blocked"
     video = await _run(setup)
     assert video["status"] == "failed"
-    assert video["error"]["code"] == "moderation_blocked"
+    assert video["error"]["code"] == "prompt_rejected"  # the provider's moderation, our code
     assert _accepted_submits(setup.emulator) == {f"{video['id']}-1": 1}
     assert len(video["attempts"]) == 1
 

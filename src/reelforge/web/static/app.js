@@ -266,6 +266,8 @@ const state = {
   seen: new Map(), // id -> Set of stages seen live
   connection: new Map(), // id -> {state, detail}
   busy: false,
+  styles: new Map(), // name -> the style from GET /api/styles
+  savedStyle: "", // the style the form had last time, until the styles are loaded
 };
 
 function rememberVideo(video) {
@@ -471,6 +473,8 @@ const fields = {
   seed: $("#seed"),
   provider: $("#provider"),
   negative: $("#negative-prompt"),
+  style: $("#style"),
+  enhance: $("#enhance"),
 };
 const formatBoxes = () => [...form.querySelectorAll('input[name="formats"]')];
 
@@ -484,6 +488,7 @@ const PARAM_FIELDS = {
   provider: "provider",
   formats: "formats",
   negative_prompt: "negative-prompt",
+  style: "style",
 };
 
 const touched = new Set();
@@ -570,10 +575,12 @@ function readForm() {
     if (codePoints(negative) > MAX_PROMPT) errors["negative-prompt"] = "This is longer than 32,000 characters.";
     else body.negative_prompt = negative;
   }
+  if (fields.style.value) body.style = fields.style.value;
+  if (fields.enhance.checked) body.enhance = true;
   return { body, errors };
 }
 
-const ERROR_TARGETS = ["prompt", "duration", "fps", "size", "custom-size", "seed", "provider", "formats", "negative-prompt"];
+const ERROR_TARGETS = ["prompt", "style", "duration", "fps", "size", "custom-size", "seed", "provider", "formats", "negative-prompt"];
 
 function controlsFor(target) {
   if (target === "custom-size") return [fields.width, fields.height];
@@ -644,6 +651,8 @@ function saveFormOptions() {
     seed: fields.seed.value,
     provider: fields.provider.value,
     negative: fields.negative.value,
+    style: fields.style.value,
+    enhance: fields.enhance.checked,
     formats: formatBoxes().filter((box) => box.checked).map((box) => box.value),
   };
   save(FORM_STORAGE, JSON.stringify(options));
@@ -666,6 +675,42 @@ function restoreFormOptions() {
   if (Array.isArray(options.formats) && options.formats.length) {
     for (const box of formatBoxes()) box.checked = options.formats.includes(box.value);
   }
+  fields.enhance.checked = options.enhance === true;
+  // The style is put back once the server's styles are loaded (loadStyles).
+  state.savedStyle = typeof options.style === "string" ? options.style : "";
+}
+
+/** Fill the style picker from GET /api/styles; a failure leaves "None" alone. */
+async function loadStyles() {
+  let listing;
+  try {
+    listing = await api("/api/styles");
+  } catch {
+    return;
+  }
+  state.styles = new Map((listing.data || []).map((style) => [style.name, style]));
+  for (const style of state.styles.values()) {
+    const label = `${style.name[0].toUpperCase()}${style.name.slice(1)} · ${style.description}`;
+    fields.style.append(el("option", { value: style.name, text: label }));
+  }
+  if (state.savedStyle && state.styles.has(state.savedStyle)) fields.style.value = state.savedStyle;
+}
+
+/** A style suggests a frame rate and size: put them in the form (still editable). */
+function applyStyleDefaults() {
+  const style = state.styles.get(fields.style.value);
+  if (!style) return;
+  if (style.fps) fields.fps.value = String(style.fps);
+  if (style.size) {
+    if ([...fields.size.options].some((o) => o.value === style.size)) {
+      fields.size.value = style.size;
+    } else {
+      fields.size.value = "custom";
+      [fields.width.value, fields.height.value] = style.size.split("x");
+    }
+  }
+  syncCustomSize();
+  updateEstimate();
 }
 
 function syncCustomSize() {
@@ -691,6 +736,8 @@ function fillForm(video) {
   fields.seed.value = r.seed ?? "";
   fields.provider.value = r.provider ?? video.provider ?? "";
   fields.negative.value = r.negative_prompt ?? "";
+  fields.style.value = r.style && state.styles.has(r.style) ? r.style : "";
+  fields.enhance.checked = r.enhance === true;
   const formats = r.formats || ["mp4"];
   for (const box of formatBoxes()) box.checked = formats.includes(box.value);
   syncCustomSize();
@@ -876,6 +923,9 @@ function renderCurrent() {
   badge.dataset.status = video.status;
   badge.textContent = STATUS_LABEL[video.status] || video.status;
   $("#current-prompt").textContent = video.prompt;
+  const processed = video.processed_prompt;
+  $("#current-processed").hidden = !processed || processed === video.prompt;
+  $("#current-processed-text").textContent = processed || "";
   renderStepper(video);
   renderConnection();
 
@@ -1247,6 +1297,7 @@ function restartFollowers() {
 
 function wire() {
   form.addEventListener("submit", submitForm);
+  fields.style.addEventListener("change", applyStyleDefaults);
   fields.prompt.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
       event.preventDefault();
@@ -1382,6 +1433,7 @@ async function start() {
   updateEstimate();
   renderKey();
   wire();
+  await loadStyles();
   const loaded = await loadHistory();
   const wanted = window.location.hash.slice(1);
   if (/^video_[0-9a-f]{24}$/.test(wanted)) {
