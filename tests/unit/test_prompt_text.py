@@ -44,7 +44,7 @@ def test_invisible_characters_are_refused_with_their_name_and_position(char: str
 def test_a_control_character_is_refused_by_name() -> None:
     with pytest.raises(InvalidRequestError) as caught:
         parse_generation_request({"prompt": "bell\x07"})
-    assert "U+0007 BELL" in caught.value.message or "U+0007" in caught.value.message
+    assert "U+0007 BELL" in caught.value.message
     assert "at character 5" in caught.value.message
 
 

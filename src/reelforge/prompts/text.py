@@ -51,6 +51,27 @@ _EMOJI_SINGLES = frozenset([0x00A9, 0x00AE, 0x203C, 0x2049, 0x2122, 0x3030, 0x30
 _EMOJI_MODIFIERS = frozenset([0xFE0F, *range(0x1F3FB, 0x1F400)])
 
 
+# Unicode gives control characters no names; these are their ISO 6429 names.
+_C0_NAMES = (
+    "NULL", "START OF HEADING", "START OF TEXT", "END OF TEXT", "END OF TRANSMISSION",
+    "ENQUIRY", "ACKNOWLEDGE", "BELL", "BACKSPACE", "CHARACTER TABULATION", "LINE FEED",
+    "LINE TABULATION", "FORM FEED", "CARRIAGE RETURN", "SHIFT OUT", "SHIFT IN",
+    "DATA LINK ESCAPE", "DEVICE CONTROL ONE", "DEVICE CONTROL TWO", "DEVICE CONTROL THREE",
+    "DEVICE CONTROL FOUR", "NEGATIVE ACKNOWLEDGE", "SYNCHRONOUS IDLE",
+    "END OF TRANSMISSION BLOCK", "CANCEL", "END OF MEDIUM", "SUBSTITUTE", "ESCAPE",
+    "INFORMATION SEPARATOR FOUR", "INFORMATION SEPARATOR THREE",
+    "INFORMATION SEPARATOR TWO", "INFORMATION SEPARATOR ONE",
+)  # fmt: skip
+
+
+def _name(char: str) -> str:
+    if ord(char) < len(_C0_NAMES):
+        return _C0_NAMES[ord(char)]
+    if char == "\x7f":
+        return "DELETE"
+    return unicodedata.name(char, "unnamed")
+
+
 @dataclass(frozen=True, slots=True)
 class ForbiddenCharacter:
     """A character we refuse, where it is (0-based index), and what kind it is."""
@@ -64,12 +85,8 @@ class ForbiddenCharacter:
         return f"U+{ord(self.char):04X}"
 
     def describe(self, field: str = "prompt") -> str:
-        try:
-            name = unicodedata.name(self.char)
-        except ValueError:
-            name = "unnamed"
         return (
-            f"{field} contains a {self.kind}, {self.codepoint} {name}, at character "
+            f"{field} contains a {self.kind}, {self.codepoint} {_name(self.char)}, at character "
             f"{self.index + 1}; remove it (invisible characters can hide text)"
         )
 
