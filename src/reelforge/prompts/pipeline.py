@@ -295,7 +295,7 @@ def process_prompt(
         )
     policy = policy_for(settings, owner)
     check_policy(policy, ("prompt", draft.text), ("negative_prompt", draft.negative))
-    draft.note("policy", False, f"passed {len(policy.rules)} rule(s)")
+    draft.note("policy", False, f"passed {policy.rule_count} rule(s)")
     if policy.moderation:
         pending.append("moderation")
     return ProcessedPrompt(

@@ -49,34 +49,51 @@ def skeleton(text: str, *, leet: bool = False) -> str:
     """``text`` folded for matching: compatibility forms, case, accents, confusables
     (and, with ``leet``, leetspeak digits and symbols read as letters)."""
     folded = unicodedata.normalize("NFKD", text.casefold())
-    bare = "".join(ch for ch in folded if not unicodedata.combining(ch))
-    folded = unicodedata.normalize("NFKC", bare.translate(_CONFUSABLES)).casefold()
+    if not folded.isascii():  # ASCII has no combining marks and no look-alikes
+        bare = "".join(ch for ch in folded if not unicodedata.combining(ch))
+        folded = unicodedata.normalize("NFKC", bare.translate(_CONFUSABLES)).casefold()
     return folded.translate(_LEET) if leet else folded
 
 
-def _term_pattern(term: str) -> str:
-    words = skeleton(term).split()
-    if not words:
-        return r"(?!)"  # an empty term matches nothing
-    body = r"[\W_]+".join(re.escape(word) for word in words)
-    return rf"(?<![^\W_]){body}(?![^\W_])"
+# Words as terms are matched: runs of letters and digits (punctuation and "_" split).
+_WORD = re.compile(r"[^\W_]+")
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledPolicy:
-    """Rules ready to run: ``(rule id, term regex or None, pattern regex or None)``."""
+    """Rules ready to run. Terms are word sequences looked up in the text's words
+    (one pass over the text, whatever the number of terms); patterns are regexes."""
 
-    rules: tuple[tuple[str, re.Pattern[str] | None, re.Pattern[str] | None], ...]
+    ids: tuple[str, ...]
+    words: dict[str, int]  # one-word terms -> index of the first rule naming them
+    phrases: dict[tuple[str, ...], int]  # terms of several words, likewise
+    phrase_lengths: dict[str, tuple[int, ...]]  # a phrase's first word -> its lengths
+    patterns: tuple[tuple[int, re.Pattern[str]], ...]
     moderation: bool = False
 
+    @property
+    def rule_count(self) -> int:
+        return len(self.ids)
+
     def first_match(self, text: str) -> str | None:
-        readings = (text, skeleton(text), skeleton(text, leet=True))
-        for rule_id, terms, pattern in self.rules:
-            if terms is not None and any(terms.search(r) for r in readings[1:]):
-                return rule_id
-            if pattern is not None and any(pattern.search(r) for r in readings[:2]):
-                return rule_id
-        return None
+        """The id of the first rule (in configured order) that matches ``text``."""
+        plain = skeleton(text)
+        hits: list[int] = []
+        for reading in dict.fromkeys((plain, plain.translate(_LEET))):
+            words = _WORD.findall(reading)
+            hits += (self.words[w] for w in self.words.keys() & set(words))
+            for i, word in enumerate(words):
+                for n in self.phrase_lengths.get(word, ()):
+                    index = self.phrases.get(tuple(words[i : i + n]))
+                    if index is not None:
+                        hits.append(index)
+        # An ASCII text's skeleton is the text case-folded: IGNORECASE already sees it.
+        readings = (text,) if text.isascii() else (text, plain)
+        for index, pattern in self.patterns:
+            if any(pattern.search(reading) for reading in readings):
+                hits.append(index)
+                break  # later patterns belong to later rules
+        return self.ids[min(hits)] if hits else None
 
 
 _RuleKey = tuple[str, tuple[str, ...], str | None]
@@ -84,12 +101,30 @@ _RuleKey = tuple[str, tuple[str, ...], str | None]
 
 @functools.lru_cache(maxsize=64)
 def _compile(rules: tuple[_RuleKey, ...], moderation: bool) -> CompiledPolicy:
-    compiled = []
-    for rule_id, terms, pattern in rules:
-        term_regex = re.compile("|".join(_term_pattern(t) for t in terms)) if terms else None
-        pattern_regex = re.compile(pattern, re.IGNORECASE) if pattern else None
-        compiled.append((rule_id, term_regex, pattern_regex))
-    return CompiledPolicy(tuple(compiled), moderation)
+    words: dict[str, int] = {}
+    phrases: dict[tuple[str, ...], int] = {}
+    patterns = []
+    for index, (_, rule_terms, pattern) in enumerate(rules):
+        for term in rule_terms:
+            for reading in (skeleton(term), skeleton(term, leet=True)):
+                found = tuple(_WORD.findall(reading))
+                if len(found) == 1:
+                    words.setdefault(found[0], index)
+                elif found:
+                    phrases.setdefault(found, index)
+        if pattern:
+            patterns.append((index, re.compile(pattern, re.IGNORECASE)))
+    lengths: dict[str, set[int]] = {}
+    for phrase in phrases:
+        lengths.setdefault(phrase[0], set()).add(len(phrase))
+    return CompiledPolicy(
+        ids=tuple(rule_id for rule_id, _, _ in rules),
+        words=words,
+        phrases=phrases,
+        phrase_lengths={first: tuple(sorted(ns)) for first, ns in lengths.items()},
+        patterns=tuple(patterns),
+        moderation=moderation,
+    )
 
 
 def policy_for(settings: PromptSettings, owner: str) -> CompiledPolicy:

@@ -32,7 +32,10 @@ _VS16 = "\ufe0f"
 _BLACK_FLAG = 0x1F3F4
 _TAG_FIRST, _TAG_CANCEL = 0xE0020, 0xE007F
 _LINE_BREAKS = "\n\r\u2028\u2029\x85\x0b\x0c"
-_WHITESPACE_RUN = re.compile(r"\s+")
+# A run of whitespace with a line break in it becomes one newline; any other run
+# becomes one space (the first pass leaves no whitespace next to a newline).
+_BROKEN_RUN = re.compile(rf"\s*[{_LINE_BREAKS}]\s*")
+_SPACE_RUN = re.compile(r"[^\S\n]+")
 
 _BIDI = frozenset([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 _ZERO_WIDTH = frozenset([0x180E, 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF])
@@ -151,11 +154,7 @@ def find_forbidden(text: str) -> ForbiddenCharacter | None:
     return None
 
 
-def _collapse(match: re.Match[str]) -> str:
-    return "\n" if any(ch in _LINE_BREAKS for ch in match.group()) else " "
-
-
 def normalize(text: str) -> str:
     """NFC, whitespace runs collapsed, trimmed. Check ``find_forbidden`` first."""
     text = unicodedata.normalize("NFC", text)
-    return _WHITESPACE_RUN.sub(_collapse, text).strip()
+    return _SPACE_RUN.sub(" ", _BROKEN_RUN.sub("\n", text)).strip()
