@@ -519,7 +519,7 @@ async def test_keyboard_users_reach_the_form_in_order_and_see_focus(web: Web) ->
         )
         outline = await page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
         assert outline != "none", f"no visible focus on {order[-1]}"
-    assert order == ["Stormy lighthouse", "Neon koi", "Sunrise balloon", "duration", "fps"]
+    assert order == ["Stormy lighthouse", "Neon koi", "Sunrise balloon", "style", "duration"]
     await prompt.focus()
     before = await web.selected_id()
     await page.keyboard.press("Control+Enter")
