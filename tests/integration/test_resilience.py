@@ -85,7 +85,7 @@ async def test_a_user_error_does_not_fall_over(
     )
     async with running_service(settings) as svc:
         video = await svc.wait_terminal((await _generate(svc))["id"])
-    assert video["status"] == "failed" and video["error"]["code"] == "moderation_blocked"
+    assert video["status"] == "failed" and video["error"]["code"] == "prompt_rejected"
     assert len(video["attempts"]) == 1 and not fallback.state.jobs
 
 

@@ -110,7 +110,7 @@ async def test_a_moderation_refusal_does_not_fall_over(route: Route) -> None:
     route.runway.config.fail_jobs_with = "SAFETY.INPUT.TEXT"
     video = await _run(route)
     assert video["status"] == "failed"
-    assert video["error"]["code"] == "moderation_blocked"
+    assert video["error"]["code"] == "prompt_rejected"  # the vendor's moderation, our code
     assert len(video["attempts"]) == 1
     assert (route.runway.submits, route.luma.submits) == (1, 0)
 
@@ -128,7 +128,7 @@ async def test_veo_safety_filtering_fails_with_the_moderation_code(route: Route)
     route.veo.config.fail_jobs_with = "RAI"
     video = await _run(route, provider="veo", duration_seconds=4)
     assert video["status"] == "failed"
-    assert video["error"]["code"] == "moderation_blocked"
+    assert video["error"]["code"] == "prompt_rejected"  # the vendor's moderation, our code
     assert route.veo.submits == 1
 
 
