@@ -66,6 +66,31 @@ class Keys:
         """Stream: nudges one API process's event reader to re-read its subscriptions."""
         return f"{self.prefix}:hubwake:{hub_id}"
 
+    def gpu_queue(self, provider: str) -> str:
+        """List: ids of GPU jobs waiting for one of the provider's GPU workers, oldest first."""
+        return f"{self.prefix}:gpu:{provider}:queue"
+
+    def gpu_job(self, provider: str, job_id: str) -> str:
+        """Hash: one GPU job (state, plan, step progress, worker, error, output)."""
+        return f"{self.prefix}:gpu:{provider}:job:{job_id}"
+
+    def gpu_steps(self, provider: str, job_id: str) -> str:
+        """Stream: one entry per denoising step of a GPU job, in order."""
+        return f"{self.prefix}:gpu:{provider}:steps:{job_id}"
+
+    def gpu_workers(self, provider: str) -> str:
+        """Sorted set: the provider's GPU worker ids by last heartbeat (s)."""
+        return f"{self.prefix}:gpu:{provider}:workers"
+
+    def gpu_worker(self, provider: str, worker_id: str) -> str:
+        """Hash: a GPU worker's device and model, for /readyz and /api/providers."""
+        return f"{self.prefix}:gpu:{provider}:worker:{worker_id}"
+
+    def gpu_claimed(self, provider: str, worker_id: str) -> str:
+        """List: the job a GPU worker has taken (moved here atomically from the queue,
+        so a worker that dies holding it gives it back)."""
+        return f"{self.prefix}:gpu:{provider}:claimed:{worker_id}"
+
     def queue(self, name: str) -> str:
         """saq queue name (saq adds its own suffixes)."""
         return f"{self.prefix}:{name}"
