@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -349,6 +350,49 @@ def worker(
         run_workers(settings, count=count)
     except ReelforgeError as exc:
         _fail(exc, EXIT_FAILED)
+
+
+@app.command("gpu-worker")
+def gpu_worker(
+    provider: Annotated[
+        str, typer.Option(help="The diffusers provider to serve (providers.NAME).")
+    ],
+    device: Annotated[
+        str | None, typer.Option(help="torch device, e.g. cuda:0 (default: cuda if any, else cpu).")
+    ] = None,
+) -> None:
+    """Serve one diffusers provider on one GPU: load its pipeline once, take its jobs."""
+    from reelforge.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings)
+    try:
+        from reelforge.gpu.worker import GpuWorker, default_device
+    except ImportError as exc:
+        err_console.print(
+            f"[bold red]error[/] [gpu_extra_missing] {escape(str(exc))}: "
+            "install it with: pip install 'reelforge[gpu]'",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_FAILED) from None
+
+    async def serve_jobs() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        gpu = GpuWorker(settings, provider, device=device or default_device())
+
+        def ready(worker: GpuWorker) -> None:
+            err_console.print(
+                f"gpu-worker {worker.worker_id} serves {provider} ({worker.spec.key}) "
+                f"on {worker.device}",
+                highlight=False,
+            )
+
+        await gpu.run(stop, on_ready=ready)
+
+    _run(serve_jobs)
 
 
 @app.command()

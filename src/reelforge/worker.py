@@ -43,7 +43,7 @@ from reelforge.models import Stage
 from reelforge.pipeline import produce_outputs
 from reelforge.prompts.submit import prepare_submission
 from reelforge.providers import RemoteState
-from reelforge.providers.base import is_moderation_refusal
+from reelforge.providers.base import WaitsForWorkers, is_moderation_refusal
 from reelforge.retry import RetryPolicy, call_with_retries
 from reelforge.runtime import Runtime
 from reelforge.settings import Settings
@@ -324,6 +324,12 @@ class _GenerationRun(_Run):
                 config = self.rt.settings.providers[name]
                 if not await self.rt.breakers.allow(name, config):
                     continue
+                provider = self.rt.provider(name)
+                if isinstance(provider, WaitsForWorkers):
+                    why = await provider.waiting_for()
+                    if why is not None:
+                        reason = why
+                        continue
                 grant = await self.rt.capacity.acquire(name, config, self.video_id)
                 if grant.granted:
                     chosen = name

@@ -25,13 +25,22 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Final
+from pathlib import Path
+from typing import Any, Final, cast
 
 from redis.asyncio import Redis
 
 from reelforge.keys import Keys
+from reelforge.settings import Settings
 
-__all__ = ["GpuJob", "GpuJobs", "GpuWorkerInfo", "live_gpu_workers"]
+__all__ = [
+    "GpuJob",
+    "GpuJobs",
+    "GpuWorkerInfo",
+    "gpu_worker_window",
+    "job_output_path",
+    "live_gpu_workers",
+]
 
 STEPS_MAXLEN: Final = 2000
 _TERMINAL: Final = ("succeeded", "failed", "cancelled")
@@ -180,6 +189,17 @@ class GpuWorkerInfo:
     job: str
 
 
+def gpu_worker_window(settings: Settings) -> float:
+    """A GPU worker whose heartbeat is older than this is taken for dead."""
+    return max(1.0, settings.worker_heartbeat_seconds * 5)
+
+
+def job_output_path(settings: Settings, provider: str, job_id: str) -> Path:
+    """Where a GPU worker writes a finished job's MP4 (local storage, shared with the
+    service's workers; the provider's ``download`` moves it from there)."""
+    return settings.work_dir / "gpu" / provider / f"{job_id}.mp4"
+
+
 def _pairs(fields: dict[str, str]) -> list[str]:
     return [item for pair in fields.items() for item in pair]
 
@@ -222,7 +242,7 @@ class GpuJobs:
         return bool(created)
 
     async def get(self, job_id: str) -> GpuJob | None:
-        raw = await self.redis.hgetall(self._job_key(job_id))
+        raw = cast(dict[str, str], await self.redis.hgetall(self._job_key(job_id)))
         return GpuJob.from_hash(job_id, raw) if raw else None
 
     async def cancel(self, job_id: str) -> str:
@@ -235,13 +255,14 @@ class GpuJobs:
 
     async def steps(self, job_id: str) -> list[tuple[int, int]]:
         """Every step a worker reported for the job, in order: ``(step, steps)``."""
-        entries = await self.redis.xrange(self.keys.gpu_steps(self.provider, job_id))
+        entries = cast(
+            list[tuple[str, dict[str, str]]],
+            await self.redis.xrange(self.keys.gpu_steps(self.provider, job_id)),
+        )
         return [(int(fields["step"]), int(fields["steps"])) for _, fields in entries]
 
     async def delete(self, job_id: str) -> None:
-        await self.redis.delete(
-            self._job_key(job_id), self.keys.gpu_steps(self.provider, job_id)
-        )
+        await self.redis.delete(self._job_key(job_id), self.keys.gpu_steps(self.provider, job_id))
 
     # -- both sides -----------------------------------------------------------
 
@@ -276,12 +297,12 @@ class GpuJobs:
         await self.redis.zadd(self.keys.gpu_workers(self.provider), {worker_id: 0})
         await self.reap()
 
-    async def take(self, worker_id: str, *, timeout: float) -> str | None:
-        """Block up to ``timeout`` for a queued job; move it to this worker's claims."""
+    async def take(self, worker_id: str, *, wait_seconds: float) -> str | None:
+        """Block up to ``wait_seconds`` for a queued job; move it to this worker's claims."""
         job_id = await self.redis.blmove(
             self.keys.gpu_queue(self.provider),
             self.keys.gpu_claimed(self.provider, worker_id),
-            timeout,
+            cast(int, wait_seconds),  # redis-py types it int; Redis takes seconds as float
             "LEFT",
             "RIGHT",
         )
@@ -295,9 +316,7 @@ class GpuJobs:
         )
         return str(verdict)
 
-    async def record_step(
-        self, job_id: str, worker_id: str, *, step: int, steps: int
-    ) -> bool:
+    async def record_step(self, job_id: str, worker_id: str, *, step: int, steps: int) -> bool:
         progress = min(99, step * 100 // max(1, steps))
         accepted = await self._step(
             keys=[self._job_key(job_id), self.keys.gpu_steps(self.provider, job_id)],
@@ -325,12 +344,15 @@ async def live_gpu_workers(
 ) -> list[GpuWorkerInfo]:
     """The provider's GPU workers that beat within ``window`` seconds (for /readyz and
     ``GET /api/providers``): id, device, last heartbeat and the job it runs."""
-    beats = await redis.zrangebyscore(
-        keys.gpu_workers(provider), time.time() - window, "+inf", withscores=True
+    beats = cast(
+        list[tuple[str, float]],
+        await redis.zrangebyscore(
+            keys.gpu_workers(provider), time.time() - window, "+inf", withscores=True
+        ),
     )
     workers = []
     for worker_id, last_beat in beats:
-        info = await redis.hgetall(keys.gpu_worker(provider, worker_id))
+        info = cast(dict[str, str], await redis.hgetall(keys.gpu_worker(provider, worker_id)))
         workers.append(
             GpuWorkerInfo(
                 worker_id=str(worker_id),

@@ -15,7 +15,14 @@ from typing import Protocol, runtime_checkable
 
 from reelforge.models import GenerationRequest
 
-__all__ = ["Capabilities", "Provider", "RemoteState", "RemoteStatus", "is_moderation_refusal"]
+__all__ = [
+    "Capabilities",
+    "Provider",
+    "RemoteState",
+    "RemoteStatus",
+    "WaitsForWorkers",
+    "is_moderation_refusal",
+]
 
 # Codes vendors use when their own moderation refuses a prompt (OpenAI's
 # ``moderation_blocked``, ``content_policy_violation``; ``safety`` filters).
@@ -95,3 +102,11 @@ class Provider(Protocol):
     async def cancel(self, remote_id: str) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class WaitsForWorkers(Protocol):
+    """A provider served by workers of ours (``diffusers``' GPU workers): while it has
+    none, new videos wait in ``queued`` with ``waiting_for`` set to the reason."""
+
+    async def waiting_for(self) -> str | None: ...

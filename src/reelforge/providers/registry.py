@@ -54,6 +54,20 @@ def _build_veo(name: str, config: ProviderConfig, settings: Settings) -> Provide
     return provider
 
 
+def _build_diffusers(name: str, config: ProviderConfig, settings: Settings) -> Provider:
+    from reelforge.providers.diffusers import DiffusersProvider
+
+    provider: Provider = DiffusersProvider(name=name, config=config, settings=settings)
+    return provider
+
+
+def _build_comfyui(name: str, config: ProviderConfig, settings: Settings) -> Provider:
+    from reelforge.providers.comfyui import ComfyUIProvider
+
+    provider: Provider = ComfyUIProvider(name=name, config=config, settings=settings)
+    return provider
+
+
 # Adapter kinds. Imports are deferred so building one adapter never imports the others.
 _FACTORIES: dict[str, ProviderFactory] = {
     "local": _build_local,
@@ -61,6 +75,8 @@ _FACTORIES: dict[str, ProviderFactory] = {
     "runway": _build_runway,
     "luma": _build_luma,
     "veo": _build_veo,
+    "diffusers": _build_diffusers,
+    "comfyui": _build_comfyui,
 }
 
 

@@ -1,0 +1,229 @@
+"""``reelforge gpu-worker``: one process, one device, one warm pipeline.
+
+The worker loads its provider's pipeline once, then takes jobs from the provider's
+GPU queue (:mod:`reelforge.gpu.jobs`) one at a time: it runs the denoising loop in a
+thread, reports every step to Redis from the event loop (the GPU never waits on
+Redis), encodes the frames with our media pipeline and writes the MP4 where the
+provider's ``download`` finds it. Several GPUs: start one worker per device.
+
+Stopping (SIGTERM/SIGINT) interrupts a running job at its next step and gives it
+back to the queue for another worker; a SIGKILLed worker's job goes back once its
+heartbeat is stale (any worker or poll reaps it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+
+from reelforge.errors import (
+    JobCancelledError,
+    ProviderRejectedError,
+    ReelforgeError,
+)
+from reelforge.gpu.catalogue import GenerationPlan, spec_for
+from reelforge.gpu.jobs import GpuJobs, gpu_worker_window, job_output_path
+from reelforge.keys import Keys
+from reelforge.media.frames import encode_frames_to_mp4
+from reelforge.runtime import redis_url_of
+from reelforge.settings import Settings
+
+__all__ = ["GpuWorker", "default_device"]
+
+_log = structlog.get_logger(__name__)
+_CANCEL_CHECK_SECONDS = 0.05
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class _Running:
+    """What the generation thread and the event loop share about the current job."""
+
+    job_id: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    cancelled: bool = False
+    steps_done: int = 0
+    cancel_seen_step: int | None = None
+
+
+class GpuWorker:
+    """Serves one ``diffusers`` provider on one device."""
+
+    def __init__(
+        self, settings: Settings, provider: str, *, device: str, worker_id: str | None = None
+    ):
+        config = settings.providers.get(provider)
+        if config is None or config.kind != "diffusers":
+            raise ProviderRejectedError(
+                f"{provider!r} is not a configured diffusers provider "
+                f'(providers.{provider}.kind = "diffusers")',
+                code="provider_misconfigured",
+            )
+        self.settings = settings
+        self.provider = provider
+        self.device = device
+        self.options: dict[str, Any] = dict(config.options)
+        self.spec = spec_for(self.options, provider=provider)
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.log = _log.bind(provider=provider, worker=self.worker_id, device=device)
+        self._running: _Running | None = None
+        self.loaded: Any = None
+
+    async def run(self, stop: asyncio.Event, *, on_ready: Any = None) -> None:
+        """Load the pipeline, then serve jobs until ``stop`` is set."""
+        from reelforge.gpu.runner import load_pipeline
+
+        self.loaded = await asyncio.to_thread(
+            load_pipeline, self.options, device=self.device, model=self.spec.key
+        )
+        redis = Redis.from_url(redis_url_of(self.settings), decode_responses=True)
+        jobs = GpuJobs(
+            redis,
+            Keys(self.settings.redis_prefix),
+            self.provider,
+            window=gpu_worker_window(self.settings),
+        )
+        await jobs.beat(self.worker_id, device=self.device)
+        await jobs.reap()
+        beats = asyncio.create_task(self._beat(jobs, stop))
+        self.log.info("gpu_worker_ready", model=self.spec.key)
+        if on_ready is not None:
+            on_ready(self)
+        try:
+            while not stop.is_set():
+                job_id = await jobs.take(self.worker_id, wait_seconds=0.5)
+                if job_id is None:
+                    continue
+                if await jobs.start(job_id, self.worker_id) != "run":
+                    continue
+                await self._serve(jobs, job_id, stop)
+        finally:
+            beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beats
+            with contextlib.suppress(Exception):
+                await jobs.leave(self.worker_id)  # a job we still hold goes back
+            await redis.aclose()
+
+    async def _beat(self, jobs: GpuJobs, stop: asyncio.Event) -> None:
+        interval = self.settings.worker_heartbeat_seconds
+        while not stop.is_set():
+            running = self._running
+            try:
+                await jobs.beat(
+                    self.worker_id, device=self.device, job=running.job_id if running else ""
+                )
+                await jobs.reap()
+            except Exception:  # Redis blips: the next beat tries again
+                self.log.warning("gpu_heartbeat_failed", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
+    async def _serve(self, jobs: GpuJobs, job_id: str, stop: asyncio.Event) -> None:
+        job = await jobs.get(job_id)
+        if job is None:
+            return
+        log = self.log.bind(job=job_id)
+        plan = GenerationPlan.from_dict(job.plan)
+        running = _Running(job_id)
+        self._running = running
+        loop = asyncio.get_running_loop()
+        steps: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
+
+        def on_step(done: int, total: int) -> None:  # generation thread
+            running.steps_done = done
+            loop.call_soon_threadsafe(steps.put_nowait, (done, total))
+
+        writer = asyncio.create_task(self._write_steps(jobs, job_id, steps))
+        watcher = asyncio.create_task(self._watch_cancel(jobs, running, stop))
+        image = self.settings.uploads_dir / plan.image if plan.image else None
+        log.info("gpu_job_started", steps=plan.steps, frames=plan.frames)
+        try:
+            video = await asyncio.to_thread(
+                self.loaded.generate,
+                plan,
+                on_step=on_step,
+                should_stop=running.stop.is_set,
+                image_path=image,
+            )
+            await steps.join()
+            output = job_output_path(self.settings, self.provider, job_id)
+            await encode_frames_to_mp4(
+                video.frames,
+                output,
+                fps=video.fps,
+                width=plan.output_width,
+                height=plan.output_height,
+                audio=video.audio,
+                sample_rate=video.sample_rate,
+            )
+        except JobCancelledError:
+            await steps.join()
+            if running.cancelled:
+                await jobs.finish(
+                    job_id,
+                    self.worker_id,
+                    "cancelled",
+                    stopped_step=str(running.steps_done),
+                    cancel_seen_step=str(running.cancel_seen_step or 0),
+                )
+                log.info("gpu_job_cancelled", step=running.steps_done)
+            # else: shutting down; leaving gives the job back to the queue
+        except ReelforgeError as exc:
+            await jobs.finish(
+                job_id, self.worker_id, "failed", error_code=exc.code, error_message=exc.message
+            )
+            log.warning("gpu_job_failed", error_code=exc.code, error=exc.message)
+        else:
+            await jobs.finish(job_id, self.worker_id, "succeeded", output=str(output))
+            log.info("gpu_job_succeeded")
+        finally:
+            self._running = None
+            for task in (writer, watcher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _write_steps(
+        self, jobs: GpuJobs, job_id: str, steps: asyncio.Queue[tuple[int, int]]
+    ) -> None:
+        while True:
+            done, total = await steps.get()
+            try:
+                await jobs.record_step(job_id, self.worker_id, step=done, steps=total)
+            except Exception:
+                self.log.warning("gpu_step_write_failed", exc_info=True)
+            finally:
+                steps.task_done()
+
+    async def _watch_cancel(self, jobs: GpuJobs, running: _Running, stop: asyncio.Event) -> None:
+        """Turn a cancel request in Redis (or our own shutdown) into the thread's flag;
+        the pipeline stops at its next step."""
+        while not running.stop.is_set():
+            if stop.is_set():
+                running.stop.set()
+                return
+            try:
+                if await jobs.cancel_requested(running.job_id):
+                    running.cancelled = True
+                    running.cancel_seen_step = running.steps_done
+                    running.stop.set()
+                    return
+            except Exception:
+                self.log.warning("gpu_cancel_check_failed", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), _CANCEL_CHECK_SECONDS)
