@@ -38,7 +38,7 @@ pytest.importorskip("diffusers", reason="needs the gpu extra: pip install 'reelf
 pytestmark = pytest.mark.slow
 
 WAN_STEPS = 4
-LTX_STEPS = 150  # slow enough to cancel or kill a worker mid-denoise
+LTX_STEPS = 50  # slow enough to cancel or kill a worker mid-denoise
 BODY = {
     "prompt": "a cat and a dog dance in the rain",
     "size": "64x64",
