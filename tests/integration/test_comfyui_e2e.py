@@ -123,27 +123,29 @@ async def test_sampler_progress_reaches_the_video_in_order(service: Service) -> 
 async def test_cancel_mid_sampling_interrupts_that_prompt(
     service_settings: Settings,
 ) -> None:
-    async with running_comfy_emulator(ComfyConfig(step_seconds=0.3)) as emu:
-        async with _service_with(service_settings, _comfy(emu.base_url)) as svc:
-            video_id = await _create(svc)
+    async with (
+        running_comfy_emulator(ComfyConfig(step_seconds=0.3)) as emu,
+        _service_with(service_settings, _comfy(emu.base_url)) as svc,
+    ):
+        video_id = await _create(svc)
 
-            async def past_first_steps() -> bool:
-                status = (await svc.client.get(f"/api/videos/status/{video_id}")).json()
-                return bool(status["progress"] > 15)
+        async def past_first_steps() -> bool:
+            status = (await svc.client.get(f"/api/videos/status/{video_id}")).json()
+            return bool(status["progress"] > 15)
 
-            await wait_until(past_first_steps, timeout=30)
-            response = await svc.client.post(f"/api/videos/{video_id}/cancel")
-            assert response.status_code in (200, 202)
-            video = await svc.wait_terminal(video_id, timeout=30)
-            assert video["status"] == "cancelled"
-            prompt_id = video["attempts"][-1]["remote_id"]
+        await wait_until(past_first_steps, timeout=30)
+        response = await svc.client.post(f"/api/videos/{video_id}/cancel")
+        assert response.status_code in (200, 202)
+        video = await svc.wait_terminal(video_id, timeout=30)
+        assert video["status"] == "cancelled"
+        prompt_id = video["attempts"][-1]["remote_id"]
 
-            async def interrupted() -> bool:
-                entry = emu.history.get(prompt_id)
-                return entry is not None and entry["status"]["status_str"] == "error"
+        async def interrupted() -> bool:
+            entry = emu.history.get(prompt_id)
+            return entry is not None and entry["status"]["status_str"] == "error"
 
-            await wait_until(interrupted, timeout=10)
-            assert prompt_id in emu.state.interrupts
+        await wait_until(interrupted, timeout=10)
+        assert prompt_id in emu.state.interrupts
 
 
 async def test_a_workflow_that_fails_validation_fails_the_video_with_the_node_errors(
@@ -164,9 +166,11 @@ async def test_a_workflow_that_fails_validation_fails_the_video_with_the_node_er
 async def test_an_execution_error_fails_the_video_with_the_node_and_exception(
     service_settings: Settings,
 ) -> None:
-    async with running_comfy_emulator(ComfyConfig(fail_class="VAEDecode")) as emu:
-        async with _service_with(service_settings, _comfy(emu.base_url)) as svc:
-            video = await svc.wait_terminal(await _create(svc), timeout=60)
+    async with (
+        running_comfy_emulator(ComfyConfig(fail_class="VAEDecode")) as emu,
+        _service_with(service_settings, _comfy(emu.base_url)) as svc,
+    ):
+        video = await svc.wait_terminal(await _create(svc), timeout=60)
     assert video["status"] == "failed"
     assert video["error"]["code"] == "comfyui_execution_error"
     assert "VAEDecode" in video["error"]["message"]

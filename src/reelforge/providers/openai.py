@@ -11,6 +11,14 @@ answer is translated to our errors in one table (:func:`_raise_for`):
     429     → RateLimitedError with Retry-After
     408/409/5xx, timeouts, connection errors → retryable provider errors
 
+Open-model servers take more than OpenAI's fields: with ``options.server`` set to
+``sglang`` (SGLang-Diffusion) or ``vllm-omni``, a submit also sends ``num_frames``,
+``fps``, ``seed``, ``negative_prompt`` and, from ``options.steps`` /
+``options.guidance_scale``, ``num_inference_steps`` / ``guidance_scale``; any size
+and whole-second duration is allowed. vLLM-Omni takes multipart only, so its
+submits are always form-encoded. (``server = "openai"``, the default, sends the
+spec's fields only.)
+
 OpenAI's own Sora API was shut down on 2026-09-24: pointing this provider at
 api.openai.com fails at once with a clear error that names the alternatives.
 """
@@ -58,6 +66,8 @@ SORA_SHUTDOWN_MESSAGE = (
     "SGLang's diffusion server, Azure OpenAI, or another reelforge."
 )
 _CONNECTIONS = 16
+# Servers whose /v1/videos takes the open-model generation fields.
+OPEN_MODEL_SERVERS = ("sglang", "vllm-omni")
 _STATES = {
     "queued": RemoteState.QUEUED,
     "in_progress": RemoteState.RUNNING,
@@ -124,6 +134,13 @@ class OpenAIVideosProvider:
         self._config = config
         self._uploads = settings.uploads_dir
         self._model = str(config.options.get("model", "sora-2"))
+        self._server = str(config.options.get("server", "openai"))
+        if self._server not in ("openai", *OPEN_MODEL_SERVERS):
+            raise ProviderRejectedError(
+                f"provider {name!r}: options.server must be openai, "
+                f"{', '.join(OPEN_MODEL_SERVERS)}; got {self._server!r}",
+                code="provider_misconfigured",
+            )
         self._shut_down = (urlparse(config.base_url).hostname or "").endswith("api.openai.com")
         headers = {"User-Agent": "reelforge"}
         if config.api_key is not None:
@@ -145,6 +162,13 @@ class OpenAIVideosProvider:
         self._slots = asyncio.Semaphore(_CONNECTIONS)
 
     def capabilities(self) -> Capabilities:
+        if self._server in OPEN_MODEL_SERVERS:
+            return Capabilities(
+                max_duration_seconds=max(SPEC_SECONDS),
+                audio=False,
+                image_input=True,
+                cost_per_second=self._config.price_per_second,
+            )
         return Capabilities(
             max_duration_seconds=max(SPEC_SECONDS),
             durations=SPEC_SECONDS,
@@ -174,27 +198,49 @@ class OpenAIVideosProvider:
         return response
 
     async def submit(self, req: GenerationRequest, *, idempotency_key: str) -> str:
-        fields = {
+        fields: dict[str, Any] = {
             "model": str(req.metadata.get("openai_model", self._model)),
             "prompt": req.prompt,
             "seconds": str(int(req.duration_seconds)),
             "size": req.size or "1280x720",
         }
+        fields.update(self._open_model_fields(req))
         headers = {"Idempotency-Key": idempotency_key}
-        if req.image is None:
+        if req.image is None and self._server != "vllm-omni":
             response = await self._request(
                 "POST", "videos", what="create video", json=fields, headers=headers
             )
         else:
-            image = (self._uploads / req.image).read_bytes()
-            files = {"input_reference": (req.image, image, "application/octet-stream")}
+            files = {}
+            if req.image is not None:
+                image = (self._uploads / req.image).read_bytes()
+                files = {"input_reference": (req.image, image, "application/octet-stream")}
+            form = {key: str(value) for key, value in fields.items()}
             response = await self._request(
-                "POST", "videos", what="create video", data=fields, files=files, headers=headers
+                "POST", "videos", what="create video", data=form, files=files, headers=headers
             )
         remote_id = response.json().get("id")
         if not isinstance(remote_id, str) or not remote_id:
             raise ProviderUnavailableError("create video: the answer had no video id")
         return remote_id
+
+    def _open_model_fields(self, req: GenerationRequest) -> dict[str, Any]:
+        if self._server not in OPEN_MODEL_SERVERS:
+            return {}
+        extra: dict[str, Any] = {
+            "num_frames": max(1, round(req.duration_seconds * req.fps)),
+            "fps": req.fps,
+        }
+        if req.seed is not None:
+            extra["seed"] = req.seed
+        if req.negative_prompt:
+            extra["negative_prompt"] = req.negative_prompt
+        options = self._config.options
+        if "steps" in options:
+            extra["num_inference_steps"] = int(options["steps"])
+        if "guidance_scale" in options:
+            extra["guidance_scale"] = float(options["guidance_scale"])
+        return extra
 
     async def poll(self, remote_id: str) -> RemoteStatus:
         response = await self._request("GET", f"videos/{remote_id}", what="retrieve video")
