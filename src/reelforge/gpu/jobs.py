@@ -38,6 +38,7 @@ __all__ = [
     "GpuJobs",
     "GpuWorkerInfo",
     "gpu_worker_window",
+    "gpu_workers_by_provider",
     "job_output_path",
     "live_gpu_workers",
 ]
@@ -362,3 +363,16 @@ async def live_gpu_workers(
             )
         )
     return workers
+
+
+async def gpu_workers_by_provider(
+    redis: Redis, keys: Keys, settings: Settings
+) -> dict[str, list[GpuWorkerInfo]]:
+    """Every configured ``diffusers`` provider and its live GPU workers (an empty list:
+    none, so its videos wait). What ``/readyz`` and ``GET /api/providers`` show."""
+    window = gpu_worker_window(settings)
+    return {
+        name: await live_gpu_workers(redis, keys, name, window=window)
+        for name, config in sorted(settings.providers.items())
+        if config.kind == "diffusers"
+    }

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from reelforge.api.deps import RuntimeDep
+from reelforge.gpu.jobs import gpu_workers_by_provider
 from reelforge.metrics import render_metrics
 
 __all__ = ["router"]
@@ -47,6 +48,12 @@ async def readyz(rt: RuntimeDep) -> JSONResponse:
     if checks["redis"]:
         workers = int(await rt.redis.zcount(rt.keys.workers, time.time() - window, "+inf"))
     checks["workers"] = workers
+    if checks["redis"]:
+        # Informational: a model without a GPU worker makes its videos wait, it does
+        # not make the service unready.
+        gpu = await gpu_workers_by_provider(rt.redis, rt.keys, rt.settings)
+        if gpu:
+            checks["gpu_workers"] = {name: len(live) for name, live in gpu.items()}
     ready = checks["redis"] and checks["storage"] and workers > 0
     return JSONResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks},
