@@ -163,10 +163,12 @@ def save_tiny_pipeline(kind: str, directory: Path) -> Path:
 
 
 if __name__ == "__main__":
-    # python -m tests.tiny_pipelines KIND DIR: tests build the models in a child
-    # process, so the test process never imports torch.
+    # python -m tests.tiny_pipelines ROOT KIND...: saves ROOT/tiny-KIND for each kind.
+    # Tests build the models in a child process (one torch import for all of them).
     import os
     import sys
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    save_tiny_pipeline(sys.argv[1], Path(sys.argv[2]))
+    root = Path(sys.argv[1])
+    for kind in sys.argv[2:]:
+        save_tiny_pipeline(kind, root / f"tiny-{kind}")

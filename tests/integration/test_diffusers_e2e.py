@@ -35,7 +35,8 @@ from tests.service import REPO, Service, running_service, service_env, spawn, st
 
 pytest.importorskip("diffusers", reason="needs the gpu extra: pip install 'reelforge[gpu]'")
 
-pytestmark = pytest.mark.slow
+# Loading torch in the GPU workers takes tens of seconds on a busy 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 WAN_STEPS = 4
 LTX_STEPS = 50  # slow enough to cancel or kill a worker mid-denoise
@@ -92,19 +93,15 @@ class GpuFleet:
 
 def _build_models(root: Path) -> dict[str, Path]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    models = {}
-    for kind in ("wan", "ltx"):
-        target = root / f"tiny-{kind}"
-        subprocess.run(
-            [sys.executable, "-m", "tests.tiny_pipelines", kind, str(target)],
-            check=True,
-            env=env,
-            cwd=REPO,
-            capture_output=True,
-            timeout=300,
-        )
-        models[kind] = target
-    return models
+    subprocess.run(
+        [sys.executable, "-m", "tests.tiny_pipelines", str(root), "wan", "ltx"],
+        check=True,
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        timeout=300,
+    )
+    return {kind: root / f"tiny-{kind}" for kind in ("wan", "ltx")}
 
 
 @pytest.fixture(scope="module")

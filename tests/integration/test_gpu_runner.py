@@ -21,6 +21,7 @@ pytest.importorskip("diffusers", reason="needs the gpu extra: pip install 'reelf
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(300),  # the first test builds the model and imports torch
     # diffusers and transformers warn about their own deprecations on import and load.
     pytest.mark.filterwarnings("ignore::FutureWarning"),
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -44,9 +45,10 @@ PLAN = GenerationPlan(
 
 @pytest.fixture(scope="module")
 def tiny_wan(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("models") / "tiny-wan"
+    root = tmp_path_factory.mktemp("models")
+    target = root / "tiny-wan"
     subprocess.run(
-        [sys.executable, "-m", "tests.tiny_pipelines", "wan", str(target)],
+        [sys.executable, "-m", "tests.tiny_pipelines", str(root), "wan"],
         check=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)},
         cwd=REPO,

@@ -19,6 +19,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,6 +153,8 @@ class GpuWorker:
         watcher = asyncio.create_task(self._watch_cancel(jobs, running, stop))
         image = self.settings.uploads_dir / plan.image if plan.image else None
         log.info("gpu_job_started", steps=plan.steps, frames=plan.frames)
+        started = time.perf_counter()
+        timings: dict[str, str] = {}
         try:
             video = await asyncio.to_thread(
                 self.loaded.generate,
@@ -161,6 +164,8 @@ class GpuWorker:
                 image_path=image,
             )
             await steps.join()
+            generated = time.perf_counter()
+            timings["generate_seconds"] = f"{generated - started:.6f}"
             output = job_output_path(self.settings, self.provider, job_id)
             await encode_frames_to_mp4(
                 video.frames,
@@ -171,6 +176,7 @@ class GpuWorker:
                 audio=video.audio,
                 sample_rate=video.sample_rate,
             )
+            timings["encode_seconds"] = f"{time.perf_counter() - generated:.6f}"
         except JobCancelledError:
             await steps.join()
             if running.cancelled:
@@ -189,7 +195,7 @@ class GpuWorker:
             )
             log.warning("gpu_job_failed", error_code=exc.code, error=exc.message)
         else:
-            await jobs.finish(job_id, self.worker_id, "succeeded", output=str(output))
+            await jobs.finish(job_id, self.worker_id, "succeeded", output=str(output), **timings)
             log.info("gpu_job_succeeded")
         finally:
             self._running = None
