@@ -25,13 +25,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final, cast
 
 from redis.asyncio import Redis
 
 from reelforge.keys import Keys
 from reelforge.settings import Settings
+from reelforge.storage import join_key
 
 __all__ = [
     "GpuJob",
@@ -39,7 +39,7 @@ __all__ = [
     "GpuWorkerInfo",
     "gpu_worker_window",
     "gpu_workers_by_provider",
-    "job_output_path",
+    "job_output_key",
     "live_gpu_workers",
 ]
 
@@ -195,10 +195,10 @@ def gpu_worker_window(settings: Settings) -> float:
     return max(1.0, settings.worker_heartbeat_seconds * 5)
 
 
-def job_output_path(settings: Settings, provider: str, job_id: str) -> Path:
-    """Where a GPU worker writes a finished job's MP4 (local storage, shared with the
-    service's workers; the provider's ``download`` moves it from there)."""
-    return settings.work_dir / "gpu" / provider / f"{job_id}.mp4"
+def job_output_key(provider: str, job_id: str) -> str:
+    """The storage key of a finished job's MP4: the GPU worker puts it there, the
+    provider's ``download`` takes it (storage is shared, local or S3)."""
+    return join_key("gpu", provider, f"{job_id}.mp4")
 
 
 def _pairs(fields: dict[str, str]) -> list[str]:

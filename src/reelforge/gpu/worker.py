@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from redis.asyncio import Redis
 
 from reelforge.errors import (
     JobCancelledError,
@@ -32,11 +31,13 @@ from reelforge.errors import (
     ReelforgeError,
 )
 from reelforge.gpu.catalogue import GenerationPlan, spec_for
-from reelforge.gpu.jobs import GpuJobs, gpu_worker_window, job_output_path
+from reelforge.gpu.jobs import GpuJobs, gpu_worker_window, job_output_key
 from reelforge.keys import Keys
 from reelforge.media.frames import encode_frames_to_mp4
+from reelforge.redis_client import open_redis
 from reelforge.runtime import redis_url_of
 from reelforge.settings import Settings
+from reelforge.storage import build_storage
 
 __all__ = ["GpuWorker", "default_device"]
 
@@ -83,6 +84,7 @@ class GpuWorker:
         self.log = _log.bind(provider=provider, worker=self.worker_id, device=device)
         self._running: _Running | None = None
         self.loaded: Any = None
+        self.storage: Any = None
 
     async def run(self, stop: asyncio.Event, *, on_ready: Any = None) -> None:
         """Load the pipeline, then serve jobs until ``stop`` is set."""
@@ -91,7 +93,8 @@ class GpuWorker:
         self.loaded = await asyncio.to_thread(
             load_pipeline, self.options, device=self.device, model=self.spec.key
         )
-        redis = Redis.from_url(redis_url_of(self.settings), decode_responses=True)
+        redis = open_redis(redis_url_of(self.settings), max_connections=8, decode_responses=True)
+        self.storage = build_storage(self.settings)
         jobs = GpuJobs(
             redis,
             Keys(self.settings.redis_prefix),
@@ -119,6 +122,7 @@ class GpuWorker:
             with contextlib.suppress(Exception):
                 await jobs.leave(self.worker_id)  # a job we still hold goes back
             await redis.aclose()
+            await self.storage.aclose()
 
     async def _beat(self, jobs: GpuJobs, stop: asyncio.Event) -> None:
         interval = self.settings.worker_heartbeat_seconds
@@ -166,7 +170,7 @@ class GpuWorker:
             await steps.join()
             generated = time.perf_counter()
             timings["generate_seconds"] = f"{generated - started:.6f}"
-            output = job_output_path(self.settings, self.provider, job_id)
+            output = self.settings.work_dir / "gpu" / f"{job_id}.mp4"
             await encode_frames_to_mp4(
                 video.frames,
                 output,
@@ -177,6 +181,11 @@ class GpuWorker:
                 sample_rate=video.sample_rate,
             )
             timings["encode_seconds"] = f"{time.perf_counter() - generated:.6f}"
+            key = job_output_key(self.provider, job_id)
+            try:
+                await self.storage.put_file(key, output, content_type="video/mp4")
+            finally:
+                output.unlink(missing_ok=True)
         except JobCancelledError:
             await steps.join()
             if running.cancelled:
@@ -195,7 +204,7 @@ class GpuWorker:
             )
             log.warning("gpu_job_failed", error_code=exc.code, error=exc.message)
         else:
-            await jobs.finish(job_id, self.worker_id, "succeeded", output=str(output), **timings)
+            await jobs.finish(job_id, self.worker_id, "succeeded", output=key, **timings)
             log.info("gpu_job_succeeded")
         finally:
             self._running = None

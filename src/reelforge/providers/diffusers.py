@@ -9,7 +9,7 @@ NAME`` processes serve it. This module never imports torch.
     poll     -> the job's state and per-step progress; a job whose worker died goes
                 back to the queue (never a failure); no live worker: ``queued`` with
                 ``waiting_for = gpu_worker``
-    download -> the MP4 the worker wrote (local storage), probed, moved to ``dest``
+    download -> the MP4 the worker put in storage, probed, moved to ``dest``
     cancel   -> a queued job is dropped; a running one stops at its next step
 
 Worker-side failures arrive as the job's ``error_code``: ``gpu_out_of_memory``,
@@ -24,11 +24,8 @@ catalogue key, e.g. ``wan2.2-ti2v-5b``; else the pipeline's family), ``dtype``,
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any, Final
 
@@ -43,14 +40,16 @@ from reelforge.errors import (
     UnreadableMediaError,
 )
 from reelforge.gpu.catalogue import plan_generation, spec_for
-from reelforge.gpu.jobs import GpuJobs, gpu_worker_window, job_output_path
+from reelforge.gpu.jobs import GpuJobs, gpu_worker_window, job_output_key
 from reelforge.keys import Keys
 from reelforge.media.ffmpeg import atomic_output
 from reelforge.media.probe import probe
 from reelforge.models import MAX_FPS, GenerationRequest
 from reelforge.providers.base import Capabilities, RemoteState, RemoteStatus
+from reelforge.redis_client import open_redis
 from reelforge.runtime import redis_url_of
 from reelforge.settings import ProviderConfig, Settings
+from reelforge.storage import Storage, build_storage
 
 __all__ = ["WAITING_FOR_GPU_WORKER", "DiffusersProvider", "gpu_job_id"]
 
@@ -85,11 +84,14 @@ class DiffusersProvider:
         self.spec = spec_for(self._options, provider=name)
         self._redis: Redis | None = None
         self._jobs: GpuJobs | None = None
+        self._storage: Storage | None = None
 
     @property
     def jobs(self) -> GpuJobs:
         if self._jobs is None:
-            self._redis = Redis.from_url(redis_url_of(self._settings), decode_responses=True)
+            self._redis = open_redis(
+                redis_url_of(self._settings), max_connections=16, decode_responses=True
+            )
             self._jobs = GpuJobs(
                 self._redis,
                 Keys(self._settings.redis_prefix),
@@ -167,11 +169,13 @@ class DiffusersProvider:
             raise JobCancelledError(f"GPU job {remote_id} was cancelled")
         if job.state != "succeeded":
             raise ProviderError(f"GPU job {remote_id} is not finished yet ({job.state})")
-        source = job_output_path(self._settings, self.name, remote_id)
-        if not source.exists():
+        key = job.output or job_output_key(self.name, remote_id)
+        if self._storage is None:
+            self._storage = build_storage(self._settings)
+        if await self._storage.stat(key) is None:
             raise RemoteJobLostError(f"the output of GPU job {remote_id} is gone")
         async with atomic_output(dest) as partial:
-            await asyncio.to_thread(_link_or_copy, source, partial)
+            await self._storage.get_file(key, partial)
             try:
                 await probe(partial)
             except UnreadableMediaError as exc:
@@ -179,7 +183,8 @@ class DiffusersProvider:
                     f"GPU job {remote_id} wrote an unreadable video ({exc.message})",
                     code="corrupt_download",
                 ) from None
-        source.unlink(missing_ok=True)
+        # Handed over: the video is the service's now, so storage does not grow forever.
+        await self._storage.delete(key)
         return dest
 
     async def cancel(self, remote_id: str) -> None:
@@ -189,12 +194,6 @@ class DiffusersProvider:
     async def aclose(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()
-        self._redis = self._jobs = None
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    target.unlink(missing_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
+        if self._storage is not None:
+            await self._storage.aclose()
+        self._redis = self._jobs = self._storage = None
