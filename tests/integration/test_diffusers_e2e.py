@@ -4,9 +4,10 @@ by real ``reelforge gpu-worker`` processes through the real loading code; videos
 made through the HTTP API, real Redis, real ffmpeg.
 
 The GPU workers are started once for the module (loading torch takes seconds);
-each test runs its own API and service worker against them. Written so a shared
-provider contract suite can take the ``contract_*`` cases over: each needs only a
-running service whose provider NAME is configured, plus a way to make a job slow.
+each test runs its own API and service worker against them. The generation,
+progress, cancel and bad-input cases are the provider contract's: a shared suite
+can take them over given a running service with the provider configured (the
+``fleet`` fixture) and a slow variant for cancel (``tinyltx``).
 """
 
 from __future__ import annotations
@@ -299,3 +300,23 @@ async def test_a_model_without_a_live_gpu_worker_waits_queued_for_one(
     response = await service.client.post(f"/api/videos/{video_id}/cancel")
     assert response.status_code in (200, 202)
     assert (await service.wait_terminal(video_id, timeout=30))["status"] == "cancelled"
+
+
+async def test_a_duration_beyond_the_model_is_refused_before_anything_is_queued(
+    service: Service,
+) -> None:
+    response = await service.client.post(
+        "/api/videos/generate", json={**BODY, "provider": "tinywan", "duration_seconds": 30}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "unsupported_request"
+
+
+async def test_more_frames_than_the_model_makes_fails_the_video_with_invalid_duration(
+    service: Service,
+) -> None:
+    # 10 s fits the model's length at its own 16 fps, but 24 fps asks for 241 frames.
+    video_id = await _create(service, provider="tinywan", duration_seconds=10, fps=24)
+    video = await service.wait_terminal(video_id, timeout=60)
+    assert video["status"] == "failed"
+    assert video["error"]["code"] == "invalid_duration"

@@ -24,6 +24,7 @@ catalogue key, e.g. ``wan2.2-ti2v-5b``; else the pipeline's family), ``dtype``,
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from pathlib import Path
@@ -125,7 +126,7 @@ class DiffusersProvider:
             )
         plan = plan_generation(req, self.spec, self._options, idempotency_key=idempotency_key)
         if not image_pipeline:
-            plan = plan.__class__(**{**plan.to_dict(), "image": None})
+            plan = dataclasses.replace(plan, image=None)
         job_id = gpu_job_id(idempotency_key)
         await self.jobs.submit(job_id, plan.to_dict())
         return job_id
