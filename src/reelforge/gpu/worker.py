@@ -42,7 +42,7 @@ from reelforge.storage import build_storage
 __all__ = ["GpuWorker", "default_device"]
 
 _log = structlog.get_logger(__name__)
-_CANCEL_CHECK_SECONDS = 0.05
+_CANCEL_CHECK_SECONDS = 0.2  # a denoising step on a GPU takes longer
 
 
 def default_device() -> str:

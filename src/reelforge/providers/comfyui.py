@@ -264,6 +264,9 @@ class ComfyUIProvider:
             image_input="image" in self.binding.inputs,
             cost_per_second=self._config.price_per_second,
             honours_fps=fps_bound,
+            # The prompt id is derived from the key and checked before queueing, but two
+            # runs checking at once could both queue it: let the worker's claim decide.
+            idempotent_submit=False,
         )
 
     async def _request(self, method: str, url: str, *, what: str, **kw: Any) -> httpx.Response:
