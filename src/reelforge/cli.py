@@ -313,13 +313,21 @@ def serve(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
     workers: Annotated[int, typer.Option(min=0, help="In-process worker sets (0: API only).")] = 1,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure", help="Serve a non-loopback address without API keys (anyone may use it)."
+        ),
+    ] = False,
 ) -> None:
     """Run the API with in-process workers; starts an embedded Redis if REDIS_URL is unset."""
     from reelforge.logs import configure_logging
     from reelforge.server import run_server
 
     settings = Settings()
-    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    if insecure:
+        overrides["insecure"] = True
     settings = settings.model_copy(update=overrides)
     configure_logging(settings)
 
@@ -477,6 +485,214 @@ def prompt_command(
     for step in processed.steps:
         table.add_row(step.step, "yes" if step.changed else "no", escape(step.why))
     err_console.print(table)
+
+
+keys_app = typer.Typer(
+    help="API keys and tenants (in the Redis of REDIS_URL, shared with the servers).",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
+
+_LIMIT_OPTIONS = {
+    "max_concurrent_jobs": "--max-concurrent",
+    "videos_per_day": "--videos-per-day",
+    "video_seconds_per_day": "--seconds-per-day",
+    "monthly_budget": "--monthly-budget",
+}
+MaxConcurrent = Annotated[
+    int | None, typer.Option("--max-concurrent", min=0, help="Jobs running at once.")
+]
+VideosPerDay = Annotated[
+    int | None, typer.Option("--videos-per-day", min=0, help="Videos a UTC day.")
+]
+SecondsPerDay = Annotated[
+    float | None, typer.Option("--seconds-per-day", min=0, help="Seconds of video a UTC day.")
+]
+MonthlyBudget = Annotated[
+    float | None,
+    typer.Option("--monthly-budget", min=0, help="Spend a UTC month (providers' price unit)."),
+]
+
+
+async def _with_tenants(action: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    from redis.asyncio import Redis
+
+    from reelforge.keys import Keys
+    from reelforge.server import check_redis
+    from reelforge.tenants import Tenants
+
+    settings = Settings()
+    if settings.redis_url is None:
+        raise InvalidRequestError(
+            "keys live in the servers' Redis: set REDIS_URL (and REELFORGE_REDIS_PREFIX "
+            "if the servers use one)",
+            code="no_redis",
+        )
+    await check_redis(settings.redis_url)
+    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        return await action(Tenants(redis, Keys(settings.redis_prefix)))
+    finally:
+        await redis.aclose()
+
+
+def _when(ts: float | None) -> str:
+    from datetime import UTC, datetime
+
+    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="The tenant the key acts for (created if new).")],
+    name: Annotated[str, typer.Option(help="A label for the key (who or what uses it).")] = "",
+    max_concurrent: MaxConcurrent = None,
+    videos_per_day: VideosPerDay = None,
+    seconds_per_day: SecondsPerDay = None,
+    monthly_budget: MonthlyBudget = None,
+) -> None:
+    """Create an API key and print it (it is shown only this once)."""
+    from reelforge.tenants import TenantLimits
+
+    changes = {
+        "max_concurrent_jobs": max_concurrent,
+        "videos_per_day": videos_per_day,
+        "video_seconds_per_day": seconds_per_day,
+        "monthly_budget": monthly_budget,
+    }
+    given = {k: v for k, v in changes.items() if v is not None}
+
+    async def create(tenants: Any) -> Any:
+        created = await tenants.create_key(tenant, name=name)
+        if given:
+            await tenants.set_limits(tenant, given)
+        return created, await tenants.limits(tenant)
+
+    created, limits = _run(lambda: _with_tenants(create))
+    assert isinstance(limits, TenantLimits)  # noqa: S101
+    typer.echo(created.secret)
+    err_console.print(
+        f"key {created.key.id} for tenant {tenant}: store it now, it is not shown again",
+        highlight=False,
+    )
+    if created.webhook_secret:
+        err_console.print(
+            f"webhook signing secret of tenant {tenant} (shown once): {created.webhook_secret}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    err_console.print(f"quotas: {_limits_text(limits)}", highlight=False)
+
+
+def _limits_text(limits: Any) -> str:
+    parts = [
+        f"{option.lstrip('-')}={value if value is not None else 'unlimited'}"
+        for name, option in _LIMIT_OPTIONS.items()
+        for value in [getattr(limits, name)]
+    ]
+    return ", ".join(parts)
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every key: id, tenant, label, created, last used (never the key itself)."""
+
+    async def fetch(tenants: Any) -> Any:
+        return await tenants.list_keys()
+
+    keys = _run(lambda: _with_tenants(fetch))
+    if as_json:
+        rows = [
+            {
+                "id": k.id,
+                "tenant": k.tenant,
+                "name": k.name,
+                "created_at": k.created_at,
+                "last_used_at": k.last_used_at,
+                "revoked_at": k.revoked_at,
+            }
+            for k in keys
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="API keys", title_justify="left")
+    for column in ("id", "tenant", "name", "created", "last used", "revoked"):
+        table.add_column(column)
+    for k in keys:
+        table.add_row(
+            k.id,
+            k.tenant,
+            escape(k.name),
+            _when(k.created_at),
+            _when(k.last_used_at),
+            _when(k.revoked_at),
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (key_...).")]) -> None:
+    """Revoke a key: it is refused from the next request on."""
+
+    async def revoke(tenants: Any) -> Any:
+        return await tenants.revoke(key_id)
+
+    key = _run(lambda: _with_tenants(revoke))
+    err_console.print(f"revoked {key.id} (tenant {key.tenant})", highlight=False)
+
+
+@keys_app.command("limits")
+def keys_limits(
+    tenant: Annotated[str, typer.Option(help="The tenant whose quotas change.")],
+    max_concurrent: MaxConcurrent = None,
+    videos_per_day: VideosPerDay = None,
+    seconds_per_day: SecondsPerDay = None,
+    monthly_budget: MonthlyBudget = None,
+    unlimited: Annotated[
+        list[str] | None,
+        typer.Option(help="Remove a quota (repeatable): max-concurrent, videos-per-day, ..."),
+    ] = None,
+    webhook_url: Annotated[
+        str | None, typer.Option(help="The tenant's default webhook URL ('' removes it).")
+    ] = None,
+) -> None:
+    """Show a tenant's quotas, or change them (and its default webhook URL)."""
+    changes: dict[str, float | None] = {
+        k: v
+        for k, v in {
+            "max_concurrent_jobs": max_concurrent,
+            "videos_per_day": videos_per_day,
+            "video_seconds_per_day": seconds_per_day,
+            "monthly_budget": monthly_budget,
+        }.items()
+        if v is not None
+    }
+    by_option = {option.lstrip("-"): name for name, option in _LIMIT_OPTIONS.items()}
+    for option in unlimited or []:
+        if option not in by_option:
+            _fail(
+                InvalidRequestError(
+                    f"--unlimited takes one of {sorted(by_option)}", code="invalid_quota"
+                ),
+                EXIT_BAD_INPUT,
+            )
+        changes[by_option[option]] = None
+
+    async def update(tenants: Any) -> Any:
+        if changes:
+            await tenants.set_limits(tenant, changes)
+        if webhook_url is not None:
+            from reelforge.net.urlguard import check_url_shape
+
+            if webhook_url:
+                check_url_shape(webhook_url, param="webhook_url")
+            await tenants.set_webhook_url(tenant, webhook_url or None)
+        return await tenants.limits(tenant)
+
+    limits = _run(lambda: _with_tenants(update))
+    console.print(f"{tenant}: {_limits_text(limits)}", highlight=False)
 
 
 def main() -> None:

@@ -29,6 +29,10 @@ these at one boundary each; nothing above that boundary sees a foreign exception
     │   ├── StorageUnavailableError     storage_unavailable (retryable: the store is unreachable)
     │   └── StorageFullError            storage_full       (no space left; retryable elsewhere)
     ├── JobCancelledError               cancelled
+    ├── AuthenticationError             unauthorized       (missing_api_key, invalid_api_key)
+    ├── PermissionDeniedError           forbidden          (invalid_link, link_expired)
+    ├── QuotaExceededError              quota_exceeded     (the quota's code; carries retry_after)
+    │   └── BudgetExceededError         budget_exceeded
     └── ServiceUnavailableError         service_unavailable
 """
 
@@ -37,6 +41,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "AuthenticationError",
+    "BudgetExceededError",
     "ConflictError",
     "FFmpegError",
     "GenerationFailedError",
@@ -45,6 +51,7 @@ __all__ = [
     "MediaError",
     "NotFoundError",
     "OutputPathError",
+    "PermissionDeniedError",
     "PromptError",
     "PromptRejectedError",
     "ProviderAuthError",
@@ -52,6 +59,7 @@ __all__ = [
     "ProviderModerationError",
     "ProviderRejectedError",
     "ProviderUnavailableError",
+    "QuotaExceededError",
     "RateLimitedError",
     "ReelforgeError",
     "RemoteJobLostError",
@@ -225,3 +233,42 @@ class JobCancelledError(ReelforgeError):
 class ServiceUnavailableError(ReelforgeError):
     code = "service_unavailable"
     retryable = True
+
+
+class AuthenticationError(ReelforgeError):
+    """No usable API key: missing, unknown or revoked (the message never says which)."""
+
+    code = "unauthorized"
+
+
+class PermissionDeniedError(ReelforgeError):
+    """A signed link that was tampered with or has expired."""
+
+    code = "forbidden"
+
+
+class QuotaExceededError(ReelforgeError):
+    """A tenant's quota or a key's rate limit is used up; ``code`` names which.
+
+    ``retry_after`` is the wait in seconds after which the request may succeed,
+    or None when waiting does not help (within a reasonable time)."""
+
+    code = "quota_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+        self.headers = headers or {}
+
+
+class BudgetExceededError(QuotaExceededError):
+    """The job's estimated cost is more than what is left of the tenant's budget."""
+
+    code = "budget_exceeded"

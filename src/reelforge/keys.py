@@ -91,6 +91,71 @@ class Keys:
         so a worker that dies holding it gives it back)."""
         return f"{self.prefix}:gpu:{provider}:claimed:{worker_id}"
 
+    # -- tenants and API keys ---------------------------------------------------
+
+    def api_key(self, key_id: str) -> str:
+        """Hash: one API key's metadata (tenant, label, digest, created, last used)."""
+        return f"{self.prefix}:apikey:{key_id}"
+
+    def api_key_digest(self, digest: str) -> str:
+        """String: the id of the key whose SHA-256 is ``digest`` (absent once revoked)."""
+        return f"{self.prefix}:apikey-digest:{digest}"
+
+    @property
+    def api_keys(self) -> str:
+        """Sorted set: every key id ever created, by creation time. Not empty = auth on."""
+        return f"{self.prefix}:apikeys"
+
+    def tenant(self, tenant: str) -> str:
+        """Hash: a tenant's quotas, default webhook URL and webhook secret."""
+        return f"{self.prefix}:tenant:{tenant}"
+
+    @property
+    def tenants(self) -> str:
+        """Set: every tenant name."""
+        return f"{self.prefix}:tenants"
+
+    def tenant_jobs(self, tenant: str) -> str:
+        """Sorted set: the tenant's admitted, not yet finished video ids, by admission (s)."""
+        return f"{self.prefix}:tenant:{tenant}:jobs"
+
+    def tenant_reservations(self, tenant: str) -> str:
+        """Hash: video id -> JSON of what its admission counted (seconds, cost, day, month)."""
+        return f"{self.prefix}:tenant:{tenant}:reserved"
+
+    def tenant_day(self, tenant: str, day: str) -> str:
+        """Hash: the tenant's ``videos`` and ``seconds`` admitted on a UTC day (YYYY-MM-DD)."""
+        return f"{self.prefix}:tenant:{tenant}:day:{day}"
+
+    def tenant_month(self, tenant: str, month: str) -> str:
+        """String: the tenant's spend (reserved estimates, then actual costs) in a month."""
+        return f"{self.prefix}:tenant:{tenant}:month:{month}"
+
+    def usage(self, tenant: str, day: str) -> str:
+        """Hash: ``<provider>|videos``, ``|seconds``, ``|spend`` of finished videos on a day."""
+        return f"{self.prefix}:usage:{tenant}:{day}"
+
+    def request_log(self, key_id: str) -> str:
+        """Sorted set: the key's create requests in the last minute (API rate limit)."""
+        return f"{self.prefix}:ratelog:{key_id}"
+
+    @property
+    def link_secret(self) -> str:
+        """String: the HMAC secret of signed media links, shared by every API process."""
+        return f"{self.prefix}:link-secret"
+
+    def webhook_log(self, video_id: str) -> str:
+        """List: JSON of each webhook delivery attempt of a video."""
+        return f"{self.prefix}:webhooks:{video_id}"
+
+    def webhook_queued(self, event_id: str) -> str:
+        """String: set when an event's webhook job was enqueued (enqueue once)."""
+        return f"{self.prefix}:webhook-queued:{event_id}"
+
+    def webhook_done(self, event_id: str) -> str:
+        """String: set once an event's webhook was delivered (no second delivery)."""
+        return f"{self.prefix}:webhook-done:{event_id}"
+
     def queue(self, name: str) -> str:
         """saq queue name (saq adds its own suffixes)."""
         return f"{self.prefix}:{name}"

@@ -27,6 +27,20 @@ __all__ = ["STAGE_BUCKETS", "Metrics", "render_metrics"]
 
 STAGE_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 _SEP = "|"
+# Tenants get their own label up to this many; later ones share "_other", so a
+# deployment with thousands of tenants cannot blow up the scrape.
+MAX_TENANT_LABELS = 100
+_HASHES = ("jobs", "provider_errors", "spend", "stage_seconds", "tenant_jobs", "tenant_spend")
+
+# KEYS: the set of labelled tenants. ARGV: tenant, cap. Returns the label to use.
+_TENANT_LABEL_LUA = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return ARGV[1] end
+if redis.call('SCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('SADD', KEYS[1], ARGV[1])
+  return ARGV[1]
+end
+return '_other'
+"""
 
 
 class Metrics:
@@ -35,6 +49,18 @@ class Metrics:
     def __init__(self, redis: Redis, keys: Keys):
         self.redis = redis
         self.keys = keys
+        self._tenant_label = redis.register_script(_TENANT_LABEL_LUA)
+
+    async def tenant_job_finished(self, tenant: str, status: str, cost: float) -> None:
+        label = str(
+            await self._tenant_label(
+                keys=[self.keys.metric("tenant_labels")], args=[tenant, MAX_TENANT_LABELS]
+            )
+        )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(self.keys.metric("tenant_jobs"), f"{label}{_SEP}{status}", 1)
+            pipe.hincrbyfloat(self.keys.metric("tenant_spend"), label, cost)
+            await pipe.execute()
 
     async def job_finished(self, provider: str, status: str) -> None:
         await self.redis.hincrby(self.keys.metric("jobs"), f"{provider}{_SEP}{status}", 1)
@@ -93,6 +119,25 @@ class _Snapshot(Collector):
             spend.add_metric([provider], float(value))
         yield spend
 
+        tenant_jobs = CounterMetricFamily(
+            "reelforge_tenant_jobs",
+            "Jobs that reached a terminal status, by tenant",
+            labels=["tenant", "status"],
+        )
+        for field, value in self.raw["tenant_jobs"].items():
+            tenant, status = field.split(_SEP, 1)
+            tenant_jobs.add_metric([tenant, status], float(value))
+        yield tenant_jobs
+
+        tenant_spend = CounterMetricFamily(
+            "reelforge_tenant_spend_dollars",
+            "Money spent at providers, by tenant",
+            labels=["tenant"],
+        )
+        for tenant, value in self.raw["tenant_spend"].items():
+            tenant_spend.add_metric([tenant], float(value))
+        yield tenant_spend
+
         yield from self._stage_histogram()
 
         depth = GaugeMetricFamily("reelforge_queue_depth", "Jobs waiting", labels=["queue"])
@@ -125,11 +170,11 @@ async def render_metrics(
     redis: Redis, keys: Keys, queue_depth: Mapping[str, int], *, worker_window: float
 ) -> bytes:
     async with redis.pipeline(transaction=False) as pipe:
-        for name in ("jobs", "provider_errors", "spend", "stage_seconds"):
+        for name in _HASHES:
             pipe.hgetall(keys.metric(name))
         pipe.zcount(keys.workers, time.time() - worker_window, "+inf")
         *hashes, workers = await pipe.execute()
-    raw = dict(zip(("jobs", "provider_errors", "spend", "stage_seconds"), hashes, strict=True))
+    raw = dict(zip(_HASHES, hashes, strict=True))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(raw, queue_depth, int(workers)))
     return generate_latest(registry)

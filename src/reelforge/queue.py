@@ -1,7 +1,8 @@
 """The two saq queues and how jobs are put on them.
 
-``generate`` (I/O bound: submit, poll, download) and ``process`` (CPU bound: probe,
-transcode, validate). A job's key is derived from the video id, so enqueueing the
+``generate`` (I/O bound: submit, poll, download), ``process`` (CPU bound: probe,
+transcode, validate) and ``webhooks`` (deliveries to users, see webhooks.py). A
+job's key is derived from the video id, so enqueueing the
 same video twice while its job is queued or running is a no-op: the API, a worker
 and the sweeper may all enqueue without coordinating.
 """
@@ -48,6 +49,7 @@ def job_key(stage_queue: str, video_id: str) -> str:
 class Queues:
     generate: Queue
     process: Queue
+    webhooks: Queue
     heartbeat: int
 
     @classmethod
@@ -65,16 +67,19 @@ class Queues:
         return cls(
             generate=build("generate", settings.generate_concurrency),
             process=build("process", settings.process_concurrency),
+            webhooks=build("webhooks", settings.webhook_concurrency),
             heartbeat=settings.job_heartbeat_seconds,
         )
 
     async def connect(self) -> None:
         await self.generate.connect()
         await self.process.connect()
+        await self.webhooks.connect()
 
     async def disconnect(self) -> None:
         await self.generate.disconnect()
         await self.process.disconnect()
+        await self.webhooks.disconnect()
 
     def _queue_for(self, stage: Stage) -> tuple[Queue, str]:
         if stage in PROCESS_STAGES:

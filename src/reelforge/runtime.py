@@ -13,12 +13,15 @@ from redis.asyncio import Redis
 from reelforge.errors import ServiceUnavailableError
 from reelforge.keys import Keys
 from reelforge.limits import Capacity, CircuitBreakers
+from reelforge.links import LinkSigner, load_link_secret
 from reelforge.metrics import Metrics
 from reelforge.providers import Provider, build_provider
 from reelforge.queue import Queues
+from reelforge.quotas import Quotas
 from reelforge.redis_client import open_redis
 from reelforge.settings import Settings
 from reelforge.store import VideoStore
+from reelforge.tenants import Tenants
 
 __all__ = ["Runtime", "redis_url_of"]
 
@@ -39,6 +42,9 @@ class Runtime:
     metrics: Metrics
     capacity: Capacity
     breakers: CircuitBreakers
+    tenants: Tenants
+    quotas: Quotas
+    links: LinkSigner
     _providers: dict[str, Provider] = field(default_factory=dict)
 
     @classmethod
@@ -52,6 +58,7 @@ class Runtime:
         keys = Keys(settings.redis_prefix)
         queues = Queues.from_settings(settings, url)
         await queues.connect()
+        secret = settings.link_secret.get_secret_value() if settings.link_secret else None
         return cls(
             settings=settings,
             redis=redis,
@@ -66,6 +73,12 @@ class Runtime:
             metrics=Metrics(redis, keys),
             capacity=Capacity(redis, keys, lease_seconds=3.0 * settings.job_heartbeat_seconds),
             breakers=CircuitBreakers(redis, keys),
+            tenants=Tenants(redis, keys),
+            # An admission is forgotten once its video is past any deadline.
+            quotas=Quotas(redis, keys, stale_after=settings.job_deadline_seconds + 600),
+            links=LinkSigner(
+                await load_link_secret(redis, keys, secret), settings.media_link_seconds
+            ),
         )
 
     def provider(self, name: str) -> Provider:

@@ -119,6 +119,7 @@ async def _serve_async(settings: Settings, workers: int, on_ready: Any) -> None:
     rt = await Runtime.open(settings)
     processes = [WorkerProcess(rt) for _ in range(workers)]
     try:
+        await _check_bind(settings, rt)
         for process in processes:
             await process.start()
         app = create_app(settings, runtime=rt)
@@ -141,15 +142,29 @@ async def _serve_async(settings: Settings, workers: int, on_ready: Any) -> None:
         await rt.close()
 
 
+async def _check_bind(settings: Settings, rt: Runtime) -> None:
+    """Without API keys anyone who reaches the port owns the service: serve only on
+    loopback then, unless the operator insists (``--insecure``)."""
+    if _is_loopback(settings.host) or await rt.tenants.auth_enabled():
+        return
+    if settings.insecure:
+        log.warning(
+            "serving without API keys on a non-loopback address: anyone who can reach "
+            "it can use it (create keys with `reelforge keys create`)",
+            host=settings.host,
+        )
+        return
+    raise InvalidRequestError(
+        f"refusing to bind {settings.host}: without API keys reelforge serves only on "
+        "a loopback address (create one with `reelforge keys create --tenant NAME`, "
+        "or pass --insecure)",
+        code="insecure_bind",
+        param="host",
+    )
+
+
 def run_server(settings: Settings, *, workers: int, on_ready: Any = print) -> None:
     """API + ``workers`` in-process worker sets, until SIGINT/SIGTERM."""
-    if not _is_loopback(settings.host):
-        raise InvalidRequestError(
-            f"refusing to bind {settings.host}: without API keys reelforge serves "
-            "only on a loopback address",
-            code="insecure_bind",
-            param="host",
-        )
     embedded: EmbeddedRedis | None = None
     if settings.redis_url is None:
         embedded = EmbeddedRedis(settings.data_dir)

@@ -427,6 +427,31 @@ class Settings(BaseSettings):
     events_ttl_seconds: int = 86_400  # replay window after a video ends
     idempotency_ttl_seconds: int = 86_400
 
+    # Many users (API keys and tenants: see tenants.py, quotas.py, links.py).
+    # Serve a non-loopback address without API keys anyway (a warning is logged).
+    insecure: bool = False
+    # Signed media/event links: their lifetime, and their HMAC secret (unset: one
+    # made per deployment and kept in Redis).
+    media_link_seconds: int = Field(default=3600, ge=60, le=7 * 86_400)
+    link_secret: SecretStr | None = None
+    # Create requests (generate, regenerate, /v1 create and remix) per API key per minute.
+    api_creates_per_minute: int | None = Field(default=60, ge=1)
+    # Outbound fetches (image URLs, webhooks): hosts exempt from the private-address
+    # guard (local testing only), and limits on what is downloaded.
+    fetch_allow_hosts: list[str] = Field(default_factory=list)
+    # Take http(s) image URLs in requests (fetched through the guard); off: data: URLs
+    # and uploads only.
+    fetch_image_urls: bool = False
+    fetch_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    fetch_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Webhooks: tries per event, the first pause between them (doubling each time,
+    # capped at webhook_max_backoff_seconds), and one delivery's time limit.
+    webhook_max_attempts: int = Field(default=10, ge=1, le=50)
+    webhook_initial_backoff_seconds: float = Field(default=30.0, gt=0)
+    webhook_max_backoff_seconds: float = Field(default=3600.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_concurrency: int = Field(default=10, ge=1)
+
     @field_validator("providers")
     @classmethod
     def _keep_local_provider(cls, value: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:

@@ -123,6 +123,8 @@ class VideoRecord:
     # What reelforge.prompts made of the prompt: processed_prompt, negative_prompt,
     # steps, ... (ProcessedPrompt.to_dict); None on records from before it existed.
     prompt_processing: dict[str, Any] | None = None
+    # Webhook delivery attempts, appended by reelforge.webhooks.
+    webhook_deliveries: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def current_attempt(self) -> Attempt | None:
@@ -183,6 +185,7 @@ class VideoRecord:
                 k.removeprefix("time_"): float(v) for k, v in raw.items() if k.startswith("time_")
             },
             prompt_processing=_load(raw.get("prompt_processing")),
+            webhook_deliveries=json.loads(raw.get("webhook_deliveries") or "[]"),
         )
 
 

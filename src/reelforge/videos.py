@@ -13,11 +13,20 @@ from typing import Any
 
 from reelforge.errors import ConflictError, InvalidRequestError
 from reelforge.models import GenerationRequest, Stage, VideoStatus, parse_generation_request
+from reelforge.net.urlguard import policy_from_settings, resolve_checked
 from reelforge.prompts.pipeline import apply_style_defaults, fit_route
 from reelforge.runtime import Runtime
 from reelforge.store import VideoRecord, new_video_id, request_fingerprint
+from reelforge.webhooks import enqueue_webhook
 
-__all__ = ["cancel_video", "create_video", "delete_video", "regenerate_video"]
+__all__ = [
+    "cancel_video",
+    "create_video",
+    "delete_video",
+    "estimate_cost",
+    "regenerate_video",
+    "video_finished",
+]
 
 
 def _route(rt: Runtime, req: GenerationRequest) -> list[str]:
@@ -35,6 +44,13 @@ def _route(rt: Runtime, req: GenerationRequest) -> list[str]:
             param="provider",
         )
     return route
+
+
+def estimate_cost(rt: Runtime, route: list[str], req: GenerationRequest) -> float:
+    """What the video may cost: its length at the dearest provider of its route (a
+    fallback may end up making it)."""
+    price = max(rt.provider(name).capabilities().cost_per_second for name in route)
+    return round(price * req.duration_seconds, 6)
 
 
 async def create_video(
@@ -61,6 +77,12 @@ async def create_video(
         caps_of=lambda name: rt.provider(name).capabilities(),
         owner=owner,
     )
+    if req.webhook_url is not None:
+        # Refused now, with a 400, rather than failing quietly at delivery (where the
+        # address is checked again: DNS may change in between).
+        await resolve_checked(
+            req.webhook_url, policy_from_settings(rt.settings), param="webhook_url"
+        )
     if req.seed is None:
         req = req.model_copy(update={"seed": secrets.randbelow(2**31)})
     record = VideoRecord(
@@ -81,12 +103,46 @@ async def create_video(
                 param="Idempotency-Key",
             )
         fingerprint = request_fingerprint(client_body or req.model_dump(mode="json"))
-    record, created = await rt.store.create(
-        record, idempotency_key=idempotency_key, fingerprint=fingerprint
+        if await rt.redis.exists(rt.keys.idempotency(owner, idempotency_key)):
+            # A retry of a request already admitted: answer it, count nothing again.
+            return await rt.store.create(
+                record, idempotency_key=idempotency_key, fingerprint=fingerprint
+            )
+    # The tenant's quotas are taken before anything is stored or submitted; a
+    # refusal (429, or 402 for the budget) leaves no trace.
+    admission = await rt.quotas.admit(
+        owner, record.id, seconds=req.duration_seconds, estimated_cost=estimate_cost(rt, route, req)
     )
-    if created:
-        await rt.queues.enqueue_for_stage(record.id, Stage.QUEUED)
+    try:
+        record, created = await rt.store.create(
+            record, idempotency_key=idempotency_key, fingerprint=fingerprint
+        )
+    except BaseException:
+        await rt.quotas.undo(admission)
+        raise
+    if not created:
+        await rt.quotas.undo(admission)
+        return record, created
+    await rt.queues.enqueue_for_stage(record.id, Stage.QUEUED)
     return record, created
+
+
+async def video_finished(rt: Runtime, record: VideoRecord) -> None:
+    """A video reached a terminal status: settle its tenant's quotas and usage.
+
+    Safe to call more than once for a video (only the first call counts)."""
+    completed = record.status is VideoStatus.COMPLETED
+    settled = await rt.quotas.finish(
+        record.owner,
+        record.id,
+        provider=record.provider,
+        seconds=float(record.request.duration_seconds) if completed else 0.0,
+        cost=record.cost,
+        completed=completed,
+    )
+    if settled:
+        await rt.metrics.tenant_job_finished(record.owner, record.status.value, record.cost)
+    await enqueue_webhook(rt, record)
 
 
 async def regenerate_video(
@@ -126,6 +182,7 @@ async def cancel_video(rt: Runtime, video_id: str, *, owner: str) -> VideoRecord
     )
     if result.applied:
         await rt.metrics.job_finished(record.provider, "cancelled")
+        await video_finished(rt, await rt.store.get(video_id))
     else:
         await rt.queues.abort(video_id)
     return await rt.store.get(video_id, owner=owner)
@@ -138,5 +195,7 @@ async def delete_video(rt: Runtime, video_id: str, *, owner: str) -> None:
         await rt.store.set_fields(video_id, {"cancel_requested": "1"})
         await rt.queues.abort(video_id)
     await rt.store.delete(video_id, owner=owner)
+    # A video deleted while running never reports back: free its quota now.
+    await video_finished(rt, record)
     for directory in (rt.settings.videos_dir / video_id, rt.settings.work_dir / video_id):
         shutil.rmtree(directory, ignore_errors=True)

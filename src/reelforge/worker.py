@@ -48,6 +48,8 @@ from reelforge.retry import RetryPolicy, call_with_retries
 from reelforge.runtime import Runtime
 from reelforge.settings import Settings
 from reelforge.store import Attempt, VideoRecord
+from reelforge.videos import video_finished
+from reelforge.webhooks import webhook_worker
 
 __all__ = ["WorkerProcess", "generate_video", "process_video"]
 
@@ -195,6 +197,7 @@ class _Run:
         await self.rt.metrics.job_finished(provider, status)
         rec = await self.record()
         await self.rt.metrics.stage_durations(rec.stage_durations)
+        await video_finished(self.rt, rec)
 
     async def guarded(self, body: Any) -> None:
         """Run a stage body; turn cancellation and errors into terminal states."""
@@ -716,6 +719,7 @@ class WorkerProcess:
                 shutdown_grace_period_s=0,
             ),
         ]
+        self.workers.append(webhook_worker(rt, rt.queues.webhooks, startup, timers))
         for worker in self.workers:
             # The process owns SIGINT/SIGTERM (uvicorn in `serve`, ours in `worker`);
             # saq's own handlers would replace theirs and stop only the workers.

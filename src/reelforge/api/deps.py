@@ -4,21 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Request, Response
+from starlette.requests import HTTPConnection
 
-from reelforge.errors import InvalidRequestError
+from reelforge.errors import AuthenticationError, InvalidRequestError, QuotaExceededError
 from reelforge.events import EventHub
 from reelforge.runtime import Runtime
 from reelforge.settings import Settings
-from reelforge.store import VideoStore, is_valid_video_id
+from reelforge.store import VideoRecord, VideoStore, is_valid_video_id
+from reelforge.tenants import Principal
 
 __all__ = [
+    "CreateRateLimit",
     "CurrentOwner",
+    "CurrentPrincipal",
     "HubDep",
     "RuntimeDep",
     "SettingsDep",
     "StoreDep",
     "VideoId",
+    "principal_of",
+    "record_by_link_or_key",
 ]
 
 DEFAULT_OWNER = "default"
@@ -42,10 +48,83 @@ async def get_settings(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Set
     return runtime.settings
 
 
-async def get_owner() -> str:
-    # Single tenant until API keys arrive; every record already carries its owner.
+async def principal_of(conn: HTTPConnection) -> Principal:
+    """Who the request acts for, from ``Authorization: Bearer <key>``.
+
+    Without any API keys the server is single-tenant: everything belongs to
+    ``default`` and a presented key is ignored (the OpenAI SDK always sends one).
+    Once keys exist, a request without a valid key is refused (401).
+    """
+    cached: Principal | None = getattr(conn.state, "principal", None)
+    if cached is not None:
+        return cached
+    runtime: Runtime = conn.app.state.runtime
+    if not await runtime.tenants.auth_enabled():
+        principal = Principal(DEFAULT_OWNER)
+    else:
+        header = conn.headers.get("authorization")
+        if header is None:
+            raise AuthenticationError(
+                "this server needs an API key: send Authorization: Bearer <key>",
+                code="missing_api_key",
+            )
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError(
+                "send the API key as Authorization: Bearer <key>", code="invalid_authorization"
+            )
+        principal = await runtime.tenants.authenticate(token.strip())
+    conn.state.principal = principal
+    return principal
+
+
+async def record_by_link_or_key(
+    conn: HTTPConnection,
+    rt: Runtime,
+    video_id: str,
+    target: str,
+    expires: str | None,
+    sig: str | None,
+) -> VideoRecord:
+    """The record, when the request carries a valid signed link to ``target`` (a file
+    format, or ``events``) or the key of the video's tenant. A bad link is 403;
+    another tenant's video is 404, as is an unknown one."""
+    if sig is None:
+        principal = await principal_of(conn)
+        return await rt.store.get(video_id, owner=principal.tenant)
+    record = await rt.store.get(video_id)
+    rt.links.verify(video_id, target, record.owner, expires, sig)
+    return record
+
+
+async def get_principal(request: Request) -> Principal:
     # (Dependencies here are async: a sync one costs a thread hop per request.)
-    return DEFAULT_OWNER
+    return await principal_of(request)
+
+
+async def get_owner(principal: Annotated[Principal, Depends(get_principal)]) -> str:
+    return principal.tenant
+
+
+async def limit_creates(
+    principal: Annotated[Principal, Depends(get_principal)],
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    response: Response,
+) -> None:
+    """Count a create request against its API key's per-minute limit (429 when spent)."""
+    per_minute = runtime.settings.api_creates_per_minute
+    if principal.key_id is None or per_minute is None:
+        return
+    state = await runtime.quotas.hit_rate_limit(principal.key_id, per_minute)
+    headers = state.headers()
+    if not state.allowed:
+        raise QuotaExceededError(
+            f"this API key may create {per_minute} videos a minute; retry later",
+            code="rate_limited",
+            retry_after=state.reset_seconds,
+            headers=headers,
+        )
+    response.headers.update(headers)
 
 
 async def checked_video_id(video_id: Annotated[str, Path(alias="video_id")]) -> str:
@@ -62,5 +141,7 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 HubDep = Annotated[EventHub, Depends(get_hub)]
 StoreDep = Annotated[VideoStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 CurrentOwner = Annotated[str, Depends(get_owner)]
+CreateRateLimit = Depends(limit_creates)
 VideoId = Annotated[str, Depends(checked_video_id)]

@@ -7,6 +7,7 @@ malformed request is always a 4xx, never a 5xx.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import redis.exceptions
@@ -18,10 +19,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reelforge.api.openai_schemas import openai_error_type
 from reelforge.errors import (
+    AuthenticationError,
+    BudgetExceededError,
     ConflictError,
     InvalidRequestError,
     NotFoundError,
+    PermissionDeniedError,
     PromptRejectedError,
+    QuotaExceededError,
     ReelforgeError,
     ServiceUnavailableError,
 )
@@ -40,8 +45,12 @@ class PayloadTooLargeError(InvalidRequestError):
 _STATUS: list[tuple[type[ReelforgeError], int]] = [
     (PayloadTooLargeError, 413),
     (InvalidRequestError, 400),
+    (AuthenticationError, 401),
+    (BudgetExceededError, 402),
+    (PermissionDeniedError, 403),
     (NotFoundError, 404),
     (ConflictError, 409),
+    (QuotaExceededError, 429),
     (ServiceUnavailableError, 503),
 ]
 
@@ -66,6 +75,8 @@ def error_response(
 
 
 _HTTP_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
@@ -79,6 +90,12 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, ReelforgeError)  # noqa: S101
         status = status_for(exc)
         headers = {"Retry-After": "1"} if status == 503 else {}
+        if isinstance(exc, AuthenticationError):
+            headers["WWW-Authenticate"] = 'Bearer realm="reelforge"'
+        if isinstance(exc, QuotaExceededError):
+            headers.update(exc.headers)
+            if exc.retry_after is not None:
+                headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
         if isinstance(exc, PromptRejectedError):
             # Machine-readable: which policy rule refused the prompt.
             body = {"error": {**exc.to_dict(), "type": openai_error_type(status)}}

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reelforge.links import LinkSigner
 from reelforge.models import VideoStatus
 from reelforge.store import VideoRecord
 
@@ -15,6 +16,7 @@ __all__ = [
     "ErrorBody",
     "ErrorResponse",
     "RegenerateRequest",
+    "UsageReport",
     "VideoList",
     "VideoObject",
     "VideoStatusObject",
@@ -87,6 +89,8 @@ class VideoObject(BaseModel):
     stage_durations: dict[str, float]
     timings: dict[str, float]
     links: dict[str, str]
+    webhook_url: str | None = None
+    webhook_deliveries: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class VideoList(BaseModel):
@@ -128,12 +132,18 @@ def present_status(rec: VideoRecord) -> VideoStatusObject:
     )
 
 
-def present_video(rec: VideoRecord) -> VideoObject:
+def present_video(rec: VideoRecord, links: LinkSigner) -> VideoObject:
+    """The video as clients see it; its file and event links are signed (they open
+    without an API key, for ``<video src>``, downloads and ``EventSource``)."""
     base = f"/api/videos/{rec.id}"
     processing = rec.prompt_processing or {}
+    signed_events = links.query(rec.id, "events", rec.owner)
     files = [
         VideoFile(
-            url=f"{base}/content?format={entry['format']}",
+            url=(
+                f"{base}/content?format={entry['format']}&"
+                + links.query(rec.id, entry["format"], rec.owner)
+            ),
             **{k: v for k, v in entry.items() if k in VideoFile.model_fields and k != "url"},
         )
         for entry in rec.files
@@ -167,7 +177,20 @@ def present_video(rec: VideoRecord) -> VideoObject:
         links={
             "self": base,
             "status": f"/api/videos/status/{rec.id}",
-            "events": f"{base}/events",
-            "ws": f"{base}/ws",
+            "events": f"{base}/events?{signed_events}",
+            "ws": f"{base}/ws?{signed_events}",
         },
+        webhook_url=rec.request.webhook_url,
+        webhook_deliveries=rec.webhook_deliveries,
     )
+
+
+class UsageReport(BaseModel):
+    """A tenant's finished videos, seconds and spend, per UTC day and provider."""
+
+    object: Literal["usage"] = "usage"
+    tenant: str
+    start: str = Field(serialization_alias="from")
+    end: str = Field(serialization_alias="to")
+    days: list[dict[str, Any]]
+    totals: dict[str, dict[str, float]]

@@ -15,14 +15,20 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Final
 
 import structlog
-from fastapi import APIRouter, Header, Query, WebSocket
+from fastapi import APIRouter, Header, Query, Request, WebSocket
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect
 
-from reelforge.api.deps import CurrentOwner, HubDep, StoreDep, VideoId
+from reelforge.api.deps import HubDep, RuntimeDep, VideoId, record_by_link_or_key
 from reelforge.api.schemas import ErrorResponse
-from reelforge.errors import InvalidRequestError, NotFoundError, ReelforgeError
+from reelforge.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    ReelforgeError,
+)
 from reelforge.events import EventHub, EventHubClosedError, SlowSubscriberError, StreamEvent
 from reelforge.runtime import Runtime
 from reelforge.store import is_valid_video_id
@@ -42,6 +48,8 @@ WS_GOING_AWAY: Final = 1001
 WS_INTERNAL_ERROR: Final = 1011
 WS_TRY_AGAIN_LATER: Final = 1013
 WS_BAD_REQUEST: Final = 4400
+WS_UNAUTHORIZED: Final = 4401
+WS_FORBIDDEN: Final = 4403
 WS_NOT_FOUND: Final = 4404
 
 
@@ -95,37 +103,45 @@ async def sse_stream(
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "the event stream"},
         400: {"model": ErrorResponse},
+        401: {"model": ErrorResponse},
+        403: {"model": ErrorResponse},
         404: {"model": ErrorResponse},
     },
 )
 async def stream_video_events(
+    request: Request,
     video_id: VideoId,
-    store: StoreDep,
+    rt: RuntimeDep,
     hub: HubDep,
-    owner: CurrentOwner,
     after: Annotated[
         str | None, Query(description="replay events with a seq greater than this")
     ] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    expires: Annotated[str | None, Query(max_length=16)] = None,
+    sig: Annotated[str | None, Query(max_length=64)] = None,
 ) -> StreamingResponse:
-    """Server-Sent Events: replay after ``Last-Event-ID`` (else ``?after``), then live."""
+    """Server-Sent Events: replay after ``Last-Event-ID`` (else ``?after``), then live.
+
+    Opens with an API key, or without one through the signed ``links.events``."""
     if last_event_id is not None and last_event_id.strip():
         start = parse_after(last_event_id, param="Last-Event-ID")
     else:
         start = parse_after(after)
     # Before the stream starts, so a missing video is a JSON 404, not an empty stream.
-    await store.get(video_id, owner=owner)
+    await record_by_link_or_key(request, rt, video_id, "events", expires, sig)
     return StreamingResponse(
         sse_stream(hub, video_id, start), media_type="text/event-stream", headers=_SSE_HEADERS
     )
 
 
 @router.websocket("/api/videos/{video_id}/ws")
-async def video_events_websocket(websocket: WebSocket, video_id: str, owner: CurrentOwner) -> None:
+async def video_events_websocket(websocket: WebSocket, video_id: str) -> None:
     """Each event as a JSON text message; closes with 1000 after the terminal event.
 
-    Refusals arrive as close codes after the handshake (a refused handshake would
-    only show the client a bare 403): 4400 bad ``after`` or id, 4404 unknown video.
+    Opens with an API key, or without one through the signed ``links.ws``. Refusals
+    arrive as close codes after the handshake (a refused handshake would only show
+    the client a bare 403): 4400 bad ``after`` or id, 4401 no valid key, 4403 a bad
+    signed link, 4404 unknown video (or another tenant's).
     """
     # HubDep/StoreDep read ``Request``, which a WebSocket route does not have.
     runtime: Runtime = websocket.app.state.runtime
@@ -135,9 +151,18 @@ async def video_events_websocket(websocket: WebSocket, video_id: str, owner: Cur
         after = parse_after(websocket.query_params.get("after"))
         if not is_valid_video_id(video_id):
             raise InvalidRequestError(f"{video_id!r} is not a video id", code="invalid_id")
-        await runtime.store.get(video_id, owner=owner)
+        params = websocket.query_params
+        await record_by_link_or_key(
+            websocket, runtime, video_id, "events", params.get("expires"), params.get("sig")
+        )
     except InvalidRequestError as exc:
         await _close(websocket, WS_BAD_REQUEST, exc.message)
+        return
+    except AuthenticationError as exc:
+        await _close(websocket, WS_UNAUTHORIZED, exc.message)
+        return
+    except PermissionDeniedError as exc:
+        await _close(websocket, WS_FORBIDDEN, exc.message)
         return
     except NotFoundError:
         await _close(websocket, WS_NOT_FOUND, f"no video {video_id}")

@@ -18,19 +18,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 import re
 import secrets
 from typing import Annotated, Any, Final, Literal, TypeVar
 
+import httpx
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reelforge.api.deps import CurrentOwner, RuntimeDep
+from reelforge.api.deps import CreateRateLimit, CurrentOwner, RuntimeDep
 from reelforge.api.files import serve_file
 from reelforge.api.openai_schemas import (
     OPENAI_MODEL_METADATA_KEY,
@@ -47,6 +49,7 @@ from reelforge.errors import InvalidRequestError, NotFoundError, UnreadableMedia
 from reelforge.media.ffmpeg import atomic_output
 from reelforge.media.image import decode_image, encode_png, fit_image
 from reelforge.models import MAX_SIDE, VideoStatus, parse_generation_request
+from reelforge.net.urlguard import FetchFailedError, guarded_request, policy_from_settings
 from reelforge.runtime import Runtime
 from reelforge.settings import Settings
 from reelforge.store import VideoRecord, is_valid_video_id
@@ -64,11 +67,17 @@ router = APIRouter(
     tags=["openai"],
     responses={
         400: {"model": OpenAIError},
+        401: {"model": OpenAIError},
         404: {"model": OpenAIError},
         409: {"model": OpenAIError},
         503: {"model": OpenAIError},
     },
 )
+
+_CREATE_REFUSALS: dict[int | str, dict[str, Any]] = {
+    402: {"model": OpenAIError, "description": "budget_exceeded"},
+    429: {"model": OpenAIError, "description": "a quota or the key's rate limit"},
+}
 
 # The largest input reference image, as uploaded (the decoded bytes of a data URL).
 MAX_INPUT_REFERENCE_BYTES: Final = 10 * 1024 * 1024
@@ -258,12 +267,9 @@ def _check_image_size(size: int) -> None:
         )
 
 
-def _image_from_reference(reference: ImageReference) -> bytes:
-    """The bytes of a JSON ``input_reference``: only base64 data URLs are taken.
-
-    Fetching client-given URLs would let anyone make the server call any address
-    (SSRF); until that is done with an allow-list, http(s) URLs are refused.
-    """
+async def _image_from_reference(settings: Settings, reference: ImageReference) -> bytes:
+    """The bytes of a JSON ``input_reference``: a base64 data URL, or (with
+    ``fetch_image_urls``) an http(s) URL fetched through the SSRF guard."""
     if reference.file_id is not None:
         raise InvalidRequestError(
             "input_reference.file_id is not supported: reelforge has no Files API. "
@@ -279,6 +285,8 @@ def _image_from_reference(reference: ImageReference) -> bytes:
             param="input_reference",
         )
     scheme = url.split(":", 1)[0].strip().lower()
+    if scheme in ("http", "https") and settings.fetch_image_urls:
+        return await _fetch_image(settings, url)
     if scheme in ("http", "https"):
         raise InvalidRequestError(
             "input_reference.image_url must be a base64 data: URL; reelforge does not "
@@ -309,6 +317,18 @@ def _image_from_reference(reference: ImageReference) -> bytes:
             code="invalid_input_reference",
             param="input_reference.image_url",
         ) from None
+
+
+async def _fetch_image(settings: Settings, url: str) -> bytes:
+    param = "input_reference.image_url"
+    policy = policy_from_settings(settings)
+    policy = dataclasses.replace(policy, max_bytes=min(policy.max_bytes, MAX_INPUT_REFERENCE_BYTES))
+    async with httpx.AsyncClient(follow_redirects=False) as client:
+        answer = await guarded_request(client, "GET", url, policy, param=param)
+    if answer.status_code != 200:
+        raise FetchFailedError(f"{param}: the server answered {answer.status_code}", param=param)
+    # Whatever it says it is, it is decoded (and re-encoded) as an image before use.
+    return answer.content
 
 
 async def _store_reference_image(settings: Settings, data: bytes) -> str:
@@ -441,7 +461,13 @@ def _create_body_doc() -> dict[str, Any]:
     }
 
 
-@router.post("/videos", response_model=OpenAIVideo, openapi_extra=_create_body_doc())
+@router.post(
+    "/videos",
+    response_model=OpenAIVideo,
+    openapi_extra=_create_body_doc(),
+    dependencies=[CreateRateLimit],
+    responses=_CREATE_REFUSALS,
+)
 async def create_openai_video(
     request: Request,
     response: Response,
@@ -460,7 +486,7 @@ async def create_openai_video(
     provider = _provider_for_model(rt.settings, body.model)
     image = upload
     if image is None and body.input_reference is not None:
-        image = _image_from_reference(body.input_reference)
+        image = await _image_from_reference(rt.settings, body.input_reference)
     # Everything but the image is validated before the image is decoded and stored.
     req = parse_generation_request(
         {
@@ -560,7 +586,12 @@ async def download_openai_video_content(
     return serve_file(rt, record, _VARIANT_FORMATS[variant], not_available=missing)
 
 
-@router.post("/videos/{video_id}/remix", response_model=OpenAIVideo)
+@router.post(
+    "/videos/{video_id}/remix",
+    response_model=OpenAIVideo,
+    dependencies=[CreateRateLimit],
+    responses=_CREATE_REFUSALS,
+)
 async def remix_openai_video(
     video_id: OpenAIVideoId,
     request: Request,

@@ -8,7 +8,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import FileResponse
 
-from reelforge.api.deps import CurrentOwner, RuntimeDep, StoreDep, VideoId
+from reelforge.api.deps import (
+    CreateRateLimit,
+    CurrentOwner,
+    RuntimeDep,
+    StoreDep,
+    VideoId,
+    record_by_link_or_key,
+)
 from reelforge.api.files import serve_file
 from reelforge.api.schemas import (
     DeletedVideo,
@@ -31,11 +38,17 @@ router = APIRouter(
     tags=["videos"],
     responses={
         400: {"model": ErrorResponse},
+        401: {"model": ErrorResponse},
         404: {"model": ErrorResponse},
         409: {"model": ErrorResponse},
         503: {"model": ErrorResponse},
     },
 )
+
+_CREATE_REFUSALS: dict[int | str, dict[str, Any]] = {
+    402: {"model": ErrorResponse, "description": "budget_exceeded"},
+    429: {"model": ErrorResponse, "description": "a quota or the key's rate limit"},
+}
 
 
 async def _json_body(request: Request) -> Any:
@@ -52,6 +65,8 @@ async def _json_body(request: Request) -> Any:
     "/generate",
     status_code=202,
     response_model=VideoObject,
+    dependencies=[CreateRateLimit],
+    responses=_CREATE_REFUSALS,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -75,21 +90,21 @@ async def generate_video(
     response.headers["Location"] = f"/api/videos/{record.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
-    return present_video(record)
+    return present_video(record, rt.links)
 
 
 @router.get("", response_model=VideoList)
 async def list_videos(
-    store: StoreDep,
+    rt: RuntimeDep,
     owner: CurrentOwner,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[str | None, Query(max_length=64)] = None,
     status: VideoStatus | None = None,
 ) -> VideoList:
     """Newest first; pass ``next_cursor`` as ``after`` for the next page."""
-    records, has_more = await store.page(owner, limit=limit, after=after, status=status)
+    records, has_more = await rt.store.page(owner, limit=limit, after=after, status=status)
     return VideoList(
-        data=[present_video(r) for r in records],
+        data=[present_video(r, rt.links) for r in records],
         has_more=has_more,
         next_cursor=records[-1].id if has_more and records else None,
     )
@@ -103,11 +118,17 @@ async def video_status(
 
 
 @router.get("/{video_id}", response_model=VideoObject)
-async def get_video(video_id: VideoId, store: StoreDep, owner: CurrentOwner) -> VideoObject:
-    return present_video(await store.get(video_id, owner=owner))
+async def get_video(video_id: VideoId, rt: RuntimeDep, owner: CurrentOwner) -> VideoObject:
+    return present_video(await rt.store.get(video_id, owner=owner), rt.links)
 
 
-@router.post("/{video_id}/regenerate", status_code=202, response_model=VideoObject)
+@router.post(
+    "/{video_id}/regenerate",
+    status_code=202,
+    response_model=VideoObject,
+    dependencies=[CreateRateLimit],
+    responses=_CREATE_REFUSALS,
+)
 async def regenerate(
     video_id: VideoId,
     response: Response,
@@ -121,7 +142,7 @@ async def regenerate(
         rt, video_id, owner=owner, seed=o.seed, prompt=o.prompt, provider=o.provider
     )
     response.headers["Location"] = f"/api/videos/{record.id}"
-    return present_video(record)
+    return present_video(record, rt.links)
 
 
 @router.post("/{video_id}/cancel", response_model=VideoObject)
@@ -132,7 +153,7 @@ async def cancel(
     record = await cancel_video(rt, video_id, owner=owner)
     if not record.status.is_terminal:
         response.status_code = 202
-    return present_video(record)
+    return present_video(record, rt.links)
 
 
 @router.delete("/{video_id}", response_model=DeletedVideo)
@@ -147,17 +168,23 @@ async def delete(video_id: VideoId, rt: RuntimeDep, owner: CurrentOwner) -> Dele
     responses={
         200: {"content": {"video/mp4": {}, "video/webm": {}, "image/jpeg": {}}},
         206: {"description": "Partial content (Range)"},
+        403: {"model": ErrorResponse, "description": "a tampered or expired signed link"},
         416: {"description": "Range not satisfiable"},
     },
 )
 async def content(
+    request: Request,
     video_id: VideoId,
     rt: RuntimeDep,
-    owner: CurrentOwner,
     format: Literal["mp4", "webm", "thumbnail", "spritesheet"] = "mp4",
+    expires: Annotated[str | None, Query(max_length=16)] = None,
+    sig: Annotated[str | None, Query(max_length=64)] = None,
 ) -> FileResponse:
-    """The file, with HTTP Range (206), ``Accept-Ranges``, ``ETag`` and 416."""
-    record = await rt.store.get(video_id, owner=owner)
+    """The file, with HTTP Range (206), ``Accept-Ranges``, ``ETag`` and 416.
+
+    Opens with an API key, or without one through the signed ``url`` of a file in
+    the video object (``expires`` and ``sig``)."""
+    record = await record_by_link_or_key(request, rt, video_id, format, expires, sig)
     if record.status is not VideoStatus.COMPLETED:
         raise ConflictError(
             f"video {video_id} is {record.status.value}; files exist once it is completed",
