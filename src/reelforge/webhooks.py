@@ -22,6 +22,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 from typing import Any, Final
 
@@ -105,8 +106,10 @@ async def enqueue_webhook(rt: Runtime, record: VideoRecord) -> bool:
         video_id=record.id,
         event_id=event_id,
         url=url,
-        timeout=int(settings.webhook_timeout_seconds) + 5,
-        heartbeat=max(2, int(settings.webhook_timeout_seconds)),
+        # A delivery takes at most webhook_timeout_seconds; a job silent for longer
+        # lost its worker, and saq's sweep hands it to another.
+        timeout=math.ceil(settings.webhook_timeout_seconds) + 10,
+        heartbeat=math.ceil(settings.webhook_timeout_seconds) + 5,
         retries=settings.webhook_max_attempts,
         retry_delay=settings.webhook_initial_backoff_seconds,
         retry_backoff=settings.webhook_max_backoff_seconds,

@@ -14,7 +14,7 @@ import websockets
 
 from reelforge.settings import Settings
 from reelforge.tenants import TenantLimits
-from tests.service import Service, running_service
+from tests.service import Service, running_service, wait_until
 
 SMALL = {"duration_seconds": 1, "size": "160x90", "fps": 12}
 
@@ -169,3 +169,14 @@ async def test_a_revoked_key_is_refused_from_the_next_request(tenants: TwoTenant
     refused = await tenants.bob.get("/api/videos")
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "invalid_api_key"
+
+
+async def test_metrics_count_jobs_and_spend_by_tenant(tenants: TwoTenants) -> None:
+    async def counted() -> bool:
+        text = (await tenants.alice.get("/metrics")).text
+        return 'reelforge_tenant_jobs_total{tenant="alice",status="completed"} 1.0' in text
+
+    await wait_until(counted, timeout=10)
+    text = (await tenants.alice.get("/metrics")).text
+    assert 'reelforge_tenant_spend_dollars_total{tenant="alice"}' in text
+    assert 'tenant="bob"' not in text
