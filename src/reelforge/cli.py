@@ -515,9 +515,8 @@ MonthlyBudget = Annotated[
 
 
 async def _with_tenants(action: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
-    from redis.asyncio import Redis
-
     from reelforge.keys import Keys
+    from reelforge.redis_client import open_redis
     from reelforge.server import check_redis
     from reelforge.tenants import Tenants
 
@@ -529,7 +528,7 @@ async def _with_tenants(action: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
             code="no_redis",
         )
     await check_redis(settings.redis_url)
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = open_redis(settings.redis_url, max_connections=4, decode_responses=True)
     try:
         return await action(Tenants(redis, Keys(settings.redis_prefix)))
     finally:

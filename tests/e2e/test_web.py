@@ -275,8 +275,9 @@ async def test_generate_shows_live_stages_plays_and_downloads_the_webm(
     assert media["duration"] > 0
     assert media["readyState"] >= 2
     assert media["error"] is None
-    assert media["src"].endswith(f"/api/videos/{video_id}/content?format=mp4")
-    assert media["poster"].endswith("format=thumbnail")
+    # Signed links (media elements cannot send a key).
+    assert f"/api/videos/{video_id}/content?format=mp4&expires=" in media["src"]
+    assert "format=thumbnail&expires=" in media["poster"]
     await player.evaluate("v => { v.pause(); v.currentTime = 0.5; }")
 
     # The report: validation passed, a cost, and a download button per file.
@@ -548,3 +549,115 @@ async def test_history_pages_with_load_more_newest_first(web: Web) -> None:
     shown = await items.evaluate_all("lis => lis.map(li => li.dataset.id)")
     assert shown == newest_first[: len(shown)]
     web.assert_clean()
+
+
+# -- a server with API keys -------------------------------------------------------
+
+
+@dataclass
+class KeyedServer:
+    url: str
+    key: str
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[KeyedServer]:
+    """``reelforge serve`` on a shared Redis where ``reelforge keys create`` made a key."""
+    from tests.conftest import delete_prefix
+
+    data = tmp_path_factory.mktemp("web-keyed")
+    prefix = f"rftest-web-{os.getpid()}"
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("REELFORGE_") and k != "REDIS_URL"
+    }
+    env.update(
+        {
+            "REELFORGE_DATA_DIR": str(data / "data"),
+            "REELFORGE_LOG_LEVEL": "WARNING",
+            "REDIS_URL": redis_url,
+            "REELFORGE_REDIS_PREFIX": prefix,
+        }
+    )
+    created = subprocess.run(
+        [sys.executable, "-m", "reelforge", "keys", "create", "--tenant", "web", "--name", "e2e"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    key = created.stdout.strip()
+    port = free_port()
+    log_path = data / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reelforge", "serve", "--port", str(port)],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc, log_path)
+        yield KeyedServer(url, key)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        delete_prefix(redis_url, prefix)
+
+
+async def test_with_a_key_entered_once_the_page_generates_plays_and_downloads(
+    browser: Any, keyed_server: KeyedServer, tmp_path: Path
+) -> None:
+    context = await browser.new_context(
+        viewport={"width": 1280, "height": 800}, accept_downloads=True
+    )
+    page = await context.new_page()
+    web = Web(page=page, base_url=keyed_server.url)
+    web.expected = {(401, "/api/videos")}  # the first load, before the key is entered
+    page.on("console", web.on_console)
+    page.on("pageerror", lambda error: web.problems.append(f"page error: {error}"))
+    page.on("response", web.on_response)
+    page.on("requestfailed", web.on_request_failed)
+    try:
+        await web.goto()
+        await expect(page.locator("#key-menu")).to_have_attribute("open", "")
+        await page.locator("#api-key").fill(keyed_server.key)
+        await page.locator("#key-form").get_by_role("button", name="Save").click()
+        await expect(page.locator("#key-summary")).to_have_text("API key set")
+
+        await web.fill_small_video("a lantern floating over a dark lake")
+        video_id = await web.generate()
+        await web.wait_stage(video_id, "completed")  # live progress over the signed WS link
+
+        player = page.locator("#player")
+        await expect(player).to_have_attribute("data-video-id", video_id)
+        await page.wait_for_function(
+            "() => { const v = document.querySelector('#player'); return v.readyState >= 2; }"
+        )
+        src = await player.evaluate("v => v.currentSrc")
+        assert "sig=" in src and keyed_server.key not in src
+
+        async with page.expect_download() as download_info:
+            await page.locator("#downloads").get_by_role("link", name="Download MP4").click()
+        download = await download_info.value
+        saved = tmp_path / download.suggested_filename
+        await download.save_as(saved)
+        assert (await probe(saved)).video is not None
+
+        # The key stays in this browser: a reload shows the history without asking.
+        web.expected = set()
+        await page.reload()
+        await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        await expect(web.history_item(video_id)).to_have_attribute("data-status", "completed")
+        web.assert_clean()
+    finally:
+        await context.close()

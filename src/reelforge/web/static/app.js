@@ -136,12 +136,11 @@ async function api(path, { method = "GET", body, headers = {} } = {}) {
   return data;
 }
 
-// Media elements and download links cannot send an Authorization header: with a
-// key set, it travels as ?api_key= (as on the WebSocket).
+// Media elements, download links and WebSockets cannot send an Authorization
+// header: the server signs the file and event URLs in its answers (short-lived
+// links that open without a key), so the key itself never goes into a URL.
 function withKey(url) {
-  const key = apiKey();
-  if (!key) return url;
-  return `${url}${url.includes("?") ? "&" : "?"}api_key=${encodeURIComponent(key)}`;
+  return url;
 }
 
 function newIdempotencyKey() {
@@ -171,11 +170,14 @@ class Follower {
   }
 
   url() {
-    const params = new URLSearchParams({ after: String(this.lastSeq) });
-    const key = apiKey();
-    if (key) params.set("api_key", key);
+    // The video's signed ``links.ws`` authorises the socket (refreshed with the
+    // video when it expires); without one, a single-tenant server needs none.
+    const link = state.videos.get(this.id)?.links?.ws;
+    const [path, query] = (link || `/api/videos/${encodeURIComponent(this.id)}/ws`).split("?");
+    const params = new URLSearchParams(query || "");
+    params.set("after", String(this.lastSeq));
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    return `${scheme}//${window.location.host}/api/videos/${encodeURIComponent(this.id)}/ws?${params}`;
+    return `${scheme}//${window.location.host}${path}?${params}`;
   }
 
   setState(value, detail = "") {
@@ -220,6 +222,8 @@ class Follower {
         this.onGone();
         return;
       }
+      // 4403: the signed link expired; the refreshed video brings a new one.
+      if (event.code === 4403) this.onStale();
       this.retry();
     };
   }
