@@ -174,9 +174,28 @@ async def test_a_revoked_key_is_refused_from_the_next_request(tenants: TwoTenant
 async def test_metrics_count_jobs_and_spend_by_tenant(tenants: TwoTenants) -> None:
     async def counted() -> bool:
         text = (await tenants.alice.get("/metrics")).text
-        return 'reelforge_tenant_jobs_total{tenant="alice",status="completed"} 1.0' in text
+        return 'reelforge_tenant_jobs_total{status="completed",tenant="alice"} 1.0' in text
 
     await wait_until(counted, timeout=10)
     text = (await tenants.alice.get("/metrics")).text
     assert 'reelforge_tenant_spend_dollars_total{tenant="alice"}' in text
     assert 'tenant="bob"' not in text
+
+
+@pytest.mark.filterwarnings(
+    "ignore:The Sora API is scheduled to permanently shut down:DeprecationWarning"
+)
+async def test_the_openai_sdk_works_with_a_key_and_raises_its_own_errors_without(
+    tenants: TwoTenants,
+) -> None:
+    import openai
+
+    base = f"{tenants.service.base_url}/v1"
+    async with openai.AsyncOpenAI(base_url=base, api_key=tenants.bob_key, max_retries=0) as bob:
+        page = await bob.videos.list()
+        with pytest.raises(openai.NotFoundError):
+            await bob.videos.retrieve(tenants.video["id"])
+    async with openai.AsyncOpenAI(base_url=base, api_key="rf_wrong", max_retries=0) as nobody:
+        with pytest.raises(openai.AuthenticationError):
+            await nobody.videos.list()
+    assert page.data == []
