@@ -71,6 +71,12 @@ def _run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
         _fail(exc, EXIT_FAILED)
 
 
+def _client_key() -> str | None:
+    """The API key for --server calls: REELFORGE_API_KEY."""
+    secret = Settings().api_key
+    return secret.get_secret_value() if secret else None
+
+
 def _parse_request(**fields: Any) -> GenerationRequest:
     try:
         return parse_generation_request({k: v for k, v in fields.items() if v is not None})
@@ -128,7 +134,10 @@ def generate(
     if server is not None:
         from reelforge.client import generate_via_server
 
-        paths = _run(lambda: generate_via_server(server, req, out, console=err_console))
+        key = _client_key()
+        paths = _run(
+            lambda: generate_via_server(server, req, out, console=err_console, api_key=key)
+        )
         for fmt, path in paths.items():
             console.print(f"[green]{fmt:<12}[/] {path}", highlight=False)
         info = _run(lambda: probe(paths[req.formats[0]]))
@@ -414,7 +423,8 @@ def status(
     """Show a video's status, progress, error and files."""
     from reelforge.client import fetch_video
 
-    video = _run(lambda: fetch_video(server, video_id))
+    key = _client_key()
+    video = _run(lambda: fetch_video(server, video_id, api_key=key))
     if as_json:
         typer.echo(json.dumps(video, indent=2))
         return

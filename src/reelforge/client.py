@@ -17,10 +17,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from reelforge.errors import (
+    AuthenticationError,
+    BudgetExceededError,
     ConflictError,
     GenerationFailedError,
     InvalidRequestError,
     NotFoundError,
+    PermissionDeniedError,
+    QuotaExceededError,
     ReelforgeError,
     ServiceUnavailableError,
 )
@@ -30,7 +34,11 @@ __all__ = ["fetch_video", "generate_via_server"]
 
 _BY_STATUS: dict[int, type[ReelforgeError]] = {
     400: InvalidRequestError,
+    401: AuthenticationError,
+    402: BudgetExceededError,
+    403: PermissionDeniedError,
     404: NotFoundError,
+    429: QuotaExceededError,
     409: ConflictError,
     503: ServiceUnavailableError,
 }
@@ -49,16 +57,19 @@ def _raise_for(response: httpx.Response) -> None:
 
 
 @asynccontextmanager
-async def _client(server: str) -> AsyncIterator[httpx.AsyncClient]:
+async def _client(server: str, api_key: str | None) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
     try:
-        async with httpx.AsyncClient(base_url=server, timeout=httpx.Timeout(30, read=60)) as client:
+        async with httpx.AsyncClient(
+            base_url=server, timeout=httpx.Timeout(30, read=60), headers=headers
+        ) as client:
             yield client
     except httpx.TransportError as exc:
         raise ServiceUnavailableError(f"cannot reach reelforge at {server}: {exc}") from None
 
 
-async def fetch_video(server: str, video_id: str) -> dict[str, Any]:
-    async with _client(server) as client:
+async def fetch_video(server: str, video_id: str, *, api_key: str | None = None) -> dict[str, Any]:
+    async with _client(server, api_key) as client:
         response = await client.get(f"/api/videos/{video_id}")
         _raise_for(response)
         video: dict[str, Any] = response.json()
@@ -86,10 +97,15 @@ async def _events(client: httpx.AsyncClient, video_id: str) -> AsyncIterator[dic
 
 
 async def generate_via_server(
-    server: str, req: GenerationRequest, out: Path, *, console: Console
+    server: str,
+    req: GenerationRequest,
+    out: Path,
+    *,
+    console: Console,
+    api_key: str | None = None,
 ) -> dict[str, Path]:
     body = req.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
-    async with _client(server) as client:
+    async with _client(server, api_key) as client:
         response = await client.post("/api/videos/generate", json=body)
         _raise_for(response)
         video_id = response.json()["id"]

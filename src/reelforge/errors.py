@@ -260,10 +260,11 @@ class QuotaExceededError(ReelforgeError):
         message: str,
         *,
         code: str | None = None,
+        param: str | None = None,
         retry_after: float | None = None,
         headers: dict[str, str] | None = None,
     ):
-        super().__init__(message, code=code)
+        super().__init__(message, code=code, param=param)
         self.retry_after = retry_after
         self.headers = headers or {}
 

@@ -428,6 +428,8 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = 86_400
 
     # Many users (API keys and tenants: see tenants.py, quotas.py, links.py).
+    # The key `reelforge generate --server` and `reelforge status` send.
+    api_key: SecretStr | None = None
     # Serve a non-loopback address without API keys anyway (a warning is logged).
     insecure: bool = False
     # Signed media/event links: their lifetime, and their HMAC secret (unset: one

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -14,6 +16,7 @@ from reelforge.errors import AuthenticationError, InvalidRequestError
 from reelforge.runtime import Runtime
 from reelforge.server import _check_bind
 from reelforge.settings import Settings
+from tests.service import REPO, running_service
 
 runner = CliRunner()
 
@@ -94,3 +97,41 @@ async def test_serve_refuses_a_public_bind_without_keys_but_not_with_one(
         await _check_bind(public, rt)
     finally:
         await rt.close()
+
+
+async def _status(video_id: str, server: str, key: str | None) -> tuple[int, bytes, bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REELFORGE_")}
+    if key is not None:
+        env["REELFORGE_API_KEY"] = key
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "reelforge",
+        "status",
+        video_id,
+        "--server",
+        server,
+        "--json",
+        env=env,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out, err
+
+
+async def test_status_sends_the_key_from_reelforge_api_key(service_settings: Settings) -> None:
+    async with running_service(service_settings, workers=0) as svc:
+        key = (await svc.runtime.tenants.create_key("cli")).secret
+        svc.client.headers["Authorization"] = f"Bearer {key}"
+        video_id = (
+            await svc.client.post(
+                "/api/videos/generate", json={"prompt": "cli", "duration_seconds": 1}
+            )
+        ).json()["id"]
+        with_key = await _status(video_id, svc.base_url, key)
+        without = await _status(video_id, svc.base_url, None)
+    assert with_key[0] == 0, with_key[2]
+    assert json.loads(with_key[1])["id"] == video_id
+    assert without[0] == 1 and b"missing_api_key" in without[2]
