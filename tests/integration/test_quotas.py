@@ -178,3 +178,20 @@ async def test_spend_is_settled_at_the_actual_cost_when_a_video_completes(
     assert third.status_code == 402
     assert usage["totals"]["local"]["videos"] == 1
     assert usage["totals"]["local"]["spend"] == pytest.approx(done["cost"])
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("from=2026-13-01", "invalid_date"),
+        ("to=yesterday", "invalid_date"),
+        ("from=2026-11-02&to=2026-11-01", "invalid_range"),
+        ("from=2020-01-01&to=2026-01-01", "invalid_range"),
+    ],
+)
+async def test_usage_refuses_a_malformed_or_unbounded_range(
+    service: Service, query: str, code: str
+) -> None:
+    response = await service.client.get(f"/api/usage?{query}")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
