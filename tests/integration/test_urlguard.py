@@ -314,3 +314,46 @@ async def test_the_api_refuses_an_image_url_that_redirects_to_loopback(
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "unsafe_url"
     assert listener.connections == 0
+
+
+async def test_https_to_the_pinned_address_still_verifies_the_certificate_name() -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("images.example.com")
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_context)
+    seen: list[str] = []
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        seen.append(request.split(b"\r\n")[0].decode())
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0, ssl=server_context)
+    port = server.sockets[0].getsockname()[1]
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    resolver = FakeResolver(
+        {"images.example.com": ["127.0.0.1"], "other.example.com": ["127.0.0.1"]}
+    )
+    policy = FetchPolicy(
+        allow_hosts=frozenset({"images.example.com", "other.example.com"}), resolver=resolver
+    )
+    try:
+        async with httpx.AsyncClient(verify=client_context) as client:
+            good = await guarded_request(
+                client, "GET", f"https://images.example.com:{port}/a.png", policy
+            )
+            with pytest.raises(FetchFailedError):
+                # Same address, a name the certificate does not cover: refused.
+                await guarded_request(client, "GET", f"https://other.example.com:{port}/", policy)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert good.status_code == 200 and good.content == b"ok"
+    assert seen == ["GET /a.png HTTP/1.1"]
