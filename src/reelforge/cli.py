@@ -704,6 +704,24 @@ def keys_limits(
     console.print(f"{tenant}: {_limits_text(limits)}", highlight=False)
 
 
+@keys_app.command("webhook-secret")
+def keys_webhook_secret(
+    tenant: Annotated[
+        str, typer.Option(help="The tenant ('default' on a server without keys).")
+    ] = "default",
+) -> None:
+    """Make a new webhook signing secret for a tenant and print it (shown once)."""
+
+    async def rotate(tenants: Any) -> Any:
+        return await tenants.rotate_webhook_secret(tenant)
+
+    secret = _run(lambda: _with_tenants(rotate))
+    typer.echo(secret)
+    err_console.print(
+        f"webhooks of {tenant} are signed with this secret from now on", highlight=False
+    )
+
+
 def main() -> None:
     try:
         app()

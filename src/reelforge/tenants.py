@@ -259,3 +259,11 @@ class Tenants:
         """The tenant's signing secret, made on first use (the single-tenant case)."""
         await self.redis.hsetnx(self.keys.tenant(tenant), "webhook_secret", new_webhook_secret())
         return str(await self.redis.hget(self.keys.tenant(tenant), "webhook_secret"))
+
+    async def rotate_webhook_secret(self, tenant: str) -> str:
+        """A new signing secret for the tenant (shown once); the old one stops at once."""
+        check_tenant_name(tenant)
+        secret = new_webhook_secret()
+        await self.redis.hset(self.keys.tenant(tenant), "webhook_secret", secret)
+        await self.redis.sadd(self.keys.tenants, tenant)
+        return secret

@@ -135,3 +135,11 @@ async def test_status_sends_the_key_from_reelforge_api_key(service_settings: Set
     assert with_key[0] == 0, with_key[2]
     assert json.loads(with_key[1])["id"] == video_id
     assert without[0] == 1 and b"missing_api_key" in without[2]
+
+
+def test_webhook_secret_prints_a_new_secret_each_time() -> None:
+    first = _invoke("webhook-secret", "--tenant", "default")
+    second = _invoke("webhook-secret", "--tenant", "default")
+    assert first[0] == second[0] == 0
+    assert first[1].startswith("whsec_") and second[1].startswith("whsec_")
+    assert first[1] != second[1]

@@ -185,8 +185,9 @@ async def resolve_checked(url: str, policy: FetchPolicy, *, param: str = "url") 
 
 async def _resolve(policy: FetchPolicy, host: str, port: int, param: str) -> list[str]:
     try:
-        addresses = await policy.resolver(host, port)
-    except (OSError, UnicodeError):
+        async with asyncio.timeout(policy.timeout):
+            addresses = await policy.resolver(host, port)
+    except (OSError, UnicodeError, TimeoutError):
         addresses = []
     if not addresses:
         raise FetchFailedError(f"{param}: the host {host!r} does not resolve", param=param)
