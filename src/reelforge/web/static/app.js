@@ -138,10 +138,8 @@ async function api(path, { method = "GET", body, headers = {} } = {}) {
 
 // Media elements, download links and WebSockets cannot send an Authorization
 // header: the server signs the file and event URLs in its answers (short-lived
-// links that open without a key), so the key itself never goes into a URL.
-function withKey(url) {
-  return url;
-}
+// links that open without a key), so the page uses those as they are and the key
+// itself never goes into a URL.
 
 function newIdempotencyKey() {
   const bytes = new Uint8Array(16);
@@ -968,14 +966,14 @@ function renderResult(video) {
     stopPlayer();
     player.dataset.videoId = video.id;
     const thumbnail = fileOf(video, "thumbnail");
-    if (thumbnail) player.poster = withKey(thumbnail.url);
+    if (thumbnail) player.poster = thumbnail.url;
     const sources = [
       ["mp4", "video/mp4"],
       ["webm", "video/webm"],
     ];
     for (const [format, type] of sources) {
       const file = fileOf(video, format);
-      if (file) player.append(el("source", { src: withKey(file.url), type }));
+      if (file) player.append(el("source", { src: file.url, type }));
     }
     player.setAttribute("aria-label", `Video: ${shortPrompt(video.prompt, 120)}`);
     player.load();
@@ -1003,7 +1001,7 @@ function renderDownloads(video) {
         "a",
         {
           class: "button",
-          href: withKey(file.url),
+          href: file.url,
           download: `${video.id}${suffix}`,
           "data-format": format,
           "aria-label": `Download ${label}${size ? ` (${size})` : ""}`,
@@ -1178,7 +1176,7 @@ function renderHistoryItem(id) {
   const thumbnail = video.status === "completed" ? fileOf(video, "thumbnail") : null;
   let img = thumb.querySelector("img");
   if (thumbnail) {
-    const src = withKey(thumbnail.url);
+    const src = thumbnail.url;
     if (!img) {
       img = el("img", { alt: "", loading: "lazy", decoding: "async" });
       thumb.prepend(img);
