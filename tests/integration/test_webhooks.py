@@ -165,7 +165,8 @@ async def test_deliveries_stop_after_the_bounded_number_of_tries(
     # Never more than webhook_max_attempts (4). (saq's sweep may count a try it
     # interrupted, so fewer can reach the receiver on a busy machine.)
     assert 1 <= len(receiver.deliveries) <= 4
-    assert [e["status_code"] for e in log] == [500] * len(receiver.deliveries)
+    assert log and {e["status_code"] for e in log} == {500}
+    assert len(log) <= len(receiver.deliveries)
 
 
 async def test_a_tenants_default_url_gets_the_cancelled_event_with_the_tenants_secret(
