@@ -622,7 +622,8 @@ async def test_with_a_key_entered_once_the_page_generates_plays_and_downloads(
     )
     page = await context.new_page()
     web = Web(page=page, base_url=keyed_server.url)
-    web.expected = {(401, "/api/videos")}  # the first load, before the key is entered
+    # The first load, before the key is entered.
+    web.expected = {(401, "/api/videos"), (401, "/api/styles")}
     page.on("console", web.on_console)
     page.on("pageerror", lambda error: web.problems.append(f"page error: {error}"))
     page.on("response", web.on_response)
