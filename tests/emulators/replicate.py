@@ -141,6 +141,15 @@ class ReplicateJob(VendorJob):
 
     version: str = "hidden"
     webhook_task: asyncio.Task[None] | None = field(default=None, repr=False)
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def seconds_left(self, now: float) -> float:
+        return max(0.0, self.created + self.duration - now)
+
+    async def wait_until_done(self, now: float, limit: float) -> None:
+        """Until the job's end (or its cancel), ``limit`` seconds at most."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.cancelled.wait(), min(limit, self.seconds_left(now)))
 
     def status(self, now: float) -> str:
         if self.cancelled_at is not None:
@@ -279,12 +288,7 @@ async def _create(
     wait = _prefer_wait(prefer)
     status = None
     if wait:
-        deadline = time.monotonic() + wait
-        while (
-            prediction_job.status(ctx.now()) not in ("succeeded", "failed", "canceled")
-            and time.monotonic() < deadline
-        ):
-            await asyncio.sleep(0.05)
+        await prediction_job.wait_until_done(ctx.now(), wait)
         if prediction_job.status(ctx.now()) not in ("succeeded", "failed", "canceled"):
             status = "starting"  # what Replicate answers when the wait runs out
     return JSONResponse(ctx.prediction(prediction_job, status=status), status_code=201)
@@ -340,6 +344,7 @@ async def cancel_prediction(prediction_id: str, ctx: ContextDep) -> Response:
     ctx.state.cancels[prediction_id] += 1
     if job.status(ctx.now()) in ("starting", "processing"):
         job.cancelled_at = ctx.now()
+        job.cancelled.set()
         ctx.state.deleted[prediction_id] = "canceled"
     return JSONResponse(ctx.prediction(job))
 
@@ -372,7 +377,7 @@ async def _deliver(ctx: ReplicateContext, job: ReplicateJob, url: str) -> None:
         if "start" in events:
             await _post_webhook(ctx, client, job, url)
         while job.status(ctx.now()) not in ("succeeded", "failed", "canceled"):
-            await asyncio.sleep(0.05)
+            await job.wait_until_done(ctx.now(), 60.0)
         if "completed" in events:
             await _post_webhook(ctx, client, job, url)
 

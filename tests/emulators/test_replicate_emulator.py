@@ -19,7 +19,7 @@ import replicate
 import standardwebhooks
 from fastapi import FastAPI, Request
 from replicate.exceptions import ModelError, ReplicateError
-from replicate.webhook import WebhookSigningSecret, Webhooks
+from replicate.webhook import Webhooks, WebhookSigningSecret
 
 from tests.emulators.replicate import (
     CANCEL_ROUTE,
@@ -34,7 +34,7 @@ from tests.service import serve_app, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
-TOKEN = "r8_emulator_test_token"
+API_KEY = "r8_emulator_test_key"
 MODEL = "google/veo-3.1-fast"
 INPUT = {"prompt": "a lighthouse at dusk", "duration": 2, "aspect_ratio": "16:9"}
 
@@ -46,7 +46,7 @@ def replicate_media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def emulator(replicate_media: Path) -> AsyncIterator[ReplicateEmulator]:
-    config = ReplicateConfig(api_key=TOKEN, job_seconds=0.4, media_dir=replicate_media)
+    config = ReplicateConfig(api_key=API_KEY, job_seconds=0.4, media_dir=replicate_media)
     async with running_emulator(config) as emu:
         yield emu
 
@@ -54,8 +54,8 @@ async def emulator(replicate_media: Path) -> AsyncIterator[ReplicateEmulator]:
 _clients: list[replicate.Client] = []
 
 
-def client_for(emu: ReplicateEmulator, token: str = TOKEN) -> replicate.Client:
-    client = replicate.Client(api_token=token, base_url=emu.base_url)
+def client_for(emu: ReplicateEmulator, key: str = API_KEY) -> replicate.Client:
+    client = replicate.Client(api_token=key, base_url=emu.base_url)
     client.poll_interval = 0.05
     _clients.append(client)
     return client
@@ -121,7 +121,7 @@ async def test_cancel_ends_a_running_prediction_as_canceled(emulator: ReplicateE
 
 async def test_bad_token_is_a_401_problem_the_sdk_raises(emulator: ReplicateEmulator) -> None:
     with pytest.raises(ReplicateError) as caught:
-        await client_for(emulator, token="r8_wrong").models.predictions.async_create(
+        await client_for(emulator, key="r8_wrong").models.predictions.async_create(
             model=MODEL, input=INPUT
         )
     assert caught.value.status == 401
