@@ -246,7 +246,7 @@ def _input(body: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-def _size(value: dict[str, Any]) -> str:
+def clip_size(value: dict[str, Any]) -> str:
     """The clip size for a model input: ``aspect_ratio`` and ``resolution`` (``720p``)."""
     resolution = str(value.get("resolution", "720p")).lower().rstrip("p")
     short = int(resolution) if resolution.isdigit() else 720
@@ -272,7 +272,7 @@ async def _create(
         id=secrets.token_hex(13),
         model=model,
         prompt=value["prompt"],
-        size=_size(value),
+        size=clip_size(value),
         seconds=str(value.get("duration", 5)),
         created=ctx.now(),
         duration=max(0.0, ctx.config.job_seconds),
