@@ -191,7 +191,7 @@ class FalProvider:
         ):
             # Our key goes only to the configured queue host.
             raise ProviderUnavailableError(
-                f"submit request: fal answered with a response_url on another host ({target.netloc})"
+                f"submit request: fal gave a response_url on another host ({target.netloc})"
             )
         return target.path[len(base.path) :].strip("/")
 
