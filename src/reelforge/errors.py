@@ -28,6 +28,7 @@ these at one boundary each; nothing above that boundary sees a foreign exception
     ├── StorageError                    storage_error
     │   ├── StorageUnavailableError     storage_unavailable (retryable: the store is unreachable)
     │   └── StorageFullError            storage_full       (no space left; retryable elsewhere)
+    ├── CallbackRejectedError           invalid_signature  (a vendor callback we cannot trust)
     ├── JobCancelledError               cancelled
     └── ServiceUnavailableError         service_unavailable
 """
@@ -37,6 +38,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "CallbackRejectedError",
     "ConflictError",
     "FFmpegError",
     "GenerationFailedError",
@@ -121,6 +123,12 @@ class PromptRejectedError(InvalidRequestError):
 
     def to_dict(self) -> dict[str, str | None]:
         return {**super().to_dict(), "rule": self.rule}
+
+
+class CallbackRejectedError(ReelforgeError):
+    """A vendor callback whose signature does not verify (or cannot be checked)."""
+
+    code = "invalid_signature"
 
 
 class MediaError(ReelforgeError):

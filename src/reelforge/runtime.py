@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from reelforge.callbacks import CallbackRegistry
 from reelforge.errors import ServiceUnavailableError
 from reelforge.keys import Keys
 from reelforge.limits import Capacity, CircuitBreakers
@@ -39,6 +40,7 @@ class Runtime:
     metrics: Metrics
     capacity: Capacity
     breakers: CircuitBreakers
+    callbacks: CallbackRegistry
     _providers: dict[str, Provider] = field(default_factory=dict)
 
     @classmethod
@@ -66,6 +68,7 @@ class Runtime:
             metrics=Metrics(redis, keys),
             capacity=Capacity(redis, keys, lease_seconds=3.0 * settings.job_heartbeat_seconds),
             breakers=CircuitBreakers(redis, keys),
+            callbacks=CallbackRegistry(redis, keys, settings),
         )
 
     def provider(self, name: str) -> Provider:

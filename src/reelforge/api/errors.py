@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reelforge.api.openai_schemas import openai_error_type
 from reelforge.errors import (
+    CallbackRejectedError,
     ConflictError,
     InvalidRequestError,
     NotFoundError,
@@ -40,6 +41,7 @@ class PayloadTooLargeError(InvalidRequestError):
 _STATUS: list[tuple[type[ReelforgeError], int]] = [
     (PayloadTooLargeError, 413),
     (InvalidRequestError, 400),
+    (CallbackRejectedError, 401),
     (NotFoundError, 404),
     (ConflictError, 409),
     (ServiceUnavailableError, 503),

@@ -27,19 +27,27 @@ a ``webhook`` so Replicate calls reelforge back when it ends; polling stays on.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import re
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from reelforge.errors import (
+    CallbackRejectedError,
     ProviderAuthError,
     ProviderError,
     ProviderRejectedError,
     ProviderUnavailableError,
     RateLimitedError,
     RemoteJobLostError,
+    ServiceUnavailableError,
 )
 from reelforge.models import GenerationRequest
 from reelforge.providers.base import Capabilities, RemoteState, RemoteStatus
@@ -64,6 +72,8 @@ _STATES = {
     "canceled": RemoteState.CANCELLED,
 }
 _PROGRESS = re.compile(r"^\s*(\d+)%\s*\|")
+# Webhooks older (or newer) than this are refused: Standard Webhooks' replay window.
+_WEBHOOK_TOLERANCE_SECONDS = 300
 # Replicate's safety checker: "flagged as sensitive … (E005)".
 _MODERATION = re.compile(r"\bE005\b|flagged as sensitive|nsfw|safety", re.IGNORECASE)
 
@@ -153,6 +163,8 @@ class ReplicateProvider:
         self._spec = model_spec("replicate", model, settings.catalogue)
         self._config = config
         self._uploads = settings.uploads_dir
+        secret = config.options.get("webhook_secret")
+        self._webhook_secret = str(secret) if secret else None
         headers: dict[str, str] = {}
         if config.api_key is not None:
             headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
@@ -222,6 +234,49 @@ class ReplicateProvider:
             )
         except RemoteJobLostError:
             return
+
+    async def verify_callback(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Check a webhook's Standard Webhooks signature (``webhook-signature: v1,…``,
+        HMAC-SHA256 of ``id.timestamp.body`` keyed by the ``whsec_`` signing secret)."""
+        lower = {k.lower(): v for k, v in headers.items()}
+        webhook_id = lower.get("webhook-id", "")
+        timestamp = lower.get("webhook-timestamp", "")
+        signatures = lower.get("webhook-signature", "")
+        if not (webhook_id and timestamp.isdigit() and signatures):
+            raise CallbackRejectedError("the webhook carries no Standard Webhooks signature")
+        if abs(time.time() - int(timestamp)) > _WEBHOOK_TOLERANCE_SECONDS:
+            raise CallbackRejectedError("the webhook timestamp is outside the allowed window")
+        key = await self._signing_key()
+        expected = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256)
+        for entry in signatures.split():
+            version, _, value = entry.partition(",")
+            try:
+                candidate = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                continue
+            if version == "v1" and hmac.compare_digest(candidate, expected.digest()):
+                return
+        raise CallbackRejectedError("the webhook signature does not verify")
+
+    async def _signing_key(self) -> bytes:
+        if self._webhook_secret is None:
+            try:
+                response = await self._http.request(
+                    "GET", "v1/webhooks/default/secret", what="get webhook signing secret"
+                )
+            except ProviderError as exc:
+                # Cannot check now: the vendor retries, and polling covers it anyway.
+                raise ServiceUnavailableError(
+                    f"cannot check the webhook signature now ({exc.code})"
+                ) from None
+            secret = _json(response).get("key")
+            if not isinstance(secret, str) or not secret.startswith("whsec_"):
+                raise CallbackRejectedError("Replicate gave no webhook signing secret")
+            self._webhook_secret = secret
+        try:
+            return base64.b64decode(self._webhook_secret.partition("_")[2], validate=True)
+        except (binascii.Error, ValueError):
+            raise CallbackRejectedError("the webhook signing secret is malformed") from None
 
     async def aclose(self) -> None:
         await self._http.aclose()
