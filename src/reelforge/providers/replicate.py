@@ -75,7 +75,7 @@ _PROGRESS = re.compile(r"^\s*(\d+)%\s*\|")
 # Webhooks older (or newer) than this are refused: Standard Webhooks' replay window.
 _WEBHOOK_TOLERANCE_SECONDS = 300
 # Replicate's safety checker: "flagged as sensitive … (E005)".
-_MODERATION = re.compile(r"\bE005\b|flagged as sensitive|nsfw|safety", re.IGNORECASE)
+_MODERATION = re.compile(r"\bE005\b|flagged as sensitive|\bnsfw\b", re.IGNORECASE)
 
 
 def _detail(response: httpx.Response) -> str:
