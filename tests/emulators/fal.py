@@ -500,6 +500,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = vars(_parser().parse_args(argv))
     host, port, ca_target = args.pop("host"), args.pop("port"), args.pop("ca_file")
+    ca_target.parent.mkdir(parents=True, exist_ok=True)
     ca_file, cert_file, key_file = issue_certificates(ca_target.parent)
     if ca_file != ca_target:
         ca_target.write_bytes(ca_file.read_bytes())
