@@ -79,6 +79,7 @@ async def generate(svc: Service, provider: str, timeout: float) -> dict[str, Any
 async def test_replicate_webhook_completes_the_video_before_the_next_poll(
     service_settings: Settings, replicate_emu: ReplicateEmulator
 ) -> None:
+    replicate_emu.config.job_seconds = 3.0  # still running at the first poll
     settings, port = with_provider(
         service_settings, "rep", replicate_provider(replicate_emu, poll=LONG_POLL_SECONDS)
     )
@@ -90,15 +91,15 @@ async def test_replicate_webhook_completes_the_video_before_the_next_poll(
     assert replicate_emu.webhooks_sent[prediction_id] == 1
     job = replicate_emu.state.jobs[prediction_id]
     assert job.body["webhook"].startswith(f"http://127.0.0.1:{port}/api/callbacks/rep/")  # type: ignore[attr-defined]
-    # The poll right after submit, the one the callback woke, and the download's read.
-    assert replicate_emu.state.requests[GET_ROUTE] == 3
+    # At most: the poll right after submit, the one the callback woke, the download's.
+    assert replicate_emu.state.requests[GET_ROUTE] <= 3
 
 
 async def test_dropped_replicate_webhook_still_finishes_by_polling(
     service_settings: Settings, replicate_emu: ReplicateEmulator
 ) -> None:
     replicate_emu.config.drop_webhooks = True
-    replicate_emu.config.job_seconds = 2.0  # several polls at 0.2 s
+    replicate_emu.config.job_seconds = 4.0  # several polls at 0.2 s
     settings, port = with_provider(
         service_settings, "rep", replicate_provider(replicate_emu, poll=0.2)
     )
