@@ -100,7 +100,7 @@ async def test_moderation_at_replicate_does_not_fall_over(route: Route) -> None:
     video = await _run(route)
 
     assert video["status"] == "failed"
-    assert video["error"]["code"] == "moderation_blocked"
+    assert video["error"]["code"] == "prompt_rejected"  # the vendor's moderation, our code
     assert _providers(video) == ["rep"]
     assert sum(route.fal.state.submits_by_prompt.values()) == 0
 

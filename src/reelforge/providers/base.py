@@ -117,6 +117,7 @@ class WaitsForWorkers(Protocol):
     async def waiting_for(self) -> str | None: ...
 
 
+@runtime_checkable
 class CallbackProvider(Provider, Protocol):
     """A provider whose vendor can call back when a job ends (push completion).
 
