@@ -66,18 +66,21 @@ class Service:
 
 
 @contextlib.asynccontextmanager
-async def running_server(settings: Settings, runtime: Runtime) -> AsyncIterator[str]:
-    async with serve_app(create_app(settings, runtime=runtime)) as url:
+async def running_server(
+    settings: Settings, runtime: Runtime, *, port: int | None = None
+) -> AsyncIterator[str]:
+    async with serve_app(create_app(settings, runtime=runtime), port=port) as url:
         yield url
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app under uvicorn on a free 127.0.0.1 port, in this event loop."""
+async def serve_app(app: Any, *, port: int | None = None) -> AsyncIterator[str]:
+    """Serve an ASGI app under uvicorn on 127.0.0.1 (a free port unless given), in this
+    event loop."""
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
-        port=free_port(),
+        port=port or free_port(),
         log_config=None,
         access_log=False,
         ws="websockets-sansio",
@@ -98,14 +101,16 @@ async def _started(server: uvicorn.Server) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def running_service(settings: Settings, *, workers: int = 1) -> AsyncIterator[Service]:
+async def running_service(
+    settings: Settings, *, workers: int = 1, port: int | None = None
+) -> AsyncIterator[Service]:
     rt = await Runtime.open(settings)
     processes = [WorkerProcess(rt) for _ in range(workers)]
     try:
         for process in processes:
             await process.start()
         async with (
-            running_server(settings, rt) as url,
+            running_server(settings, rt, port=port) as url,
             httpx.AsyncClient(base_url=url, timeout=30) as client,
         ):
             yield Service(base_url=url, runtime=rt, client=client, workers=processes)

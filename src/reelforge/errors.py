@@ -28,6 +28,7 @@ these at one boundary each; nothing above that boundary sees a foreign exception
     ├── StorageError                    storage_error
     │   ├── StorageUnavailableError     storage_unavailable (retryable: the store is unreachable)
     │   └── StorageFullError            storage_full       (no space left; retryable elsewhere)
+    ├── CallbackRejectedError           invalid_signature  (a vendor callback we cannot trust)
     ├── JobCancelledError               cancelled
     ├── AuthenticationError             unauthorized       (missing_api_key, invalid_api_key)
     ├── PermissionDeniedError           forbidden          (invalid_link, link_expired)
@@ -43,6 +44,7 @@ from typing import ClassVar
 __all__ = [
     "AuthenticationError",
     "BudgetExceededError",
+    "CallbackRejectedError",
     "ConflictError",
     "FFmpegError",
     "GenerationFailedError",
@@ -129,6 +131,12 @@ class PromptRejectedError(InvalidRequestError):
 
     def to_dict(self) -> dict[str, str | None]:
         return {**super().to_dict(), "rule": self.rule}
+
+
+class CallbackRejectedError(ReelforgeError):
+    """A vendor callback whose signature does not verify (or cannot be checked)."""
+
+    code = "invalid_signature"
 
 
 class MediaError(ReelforgeError):

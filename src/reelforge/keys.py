@@ -58,6 +58,14 @@ class Keys:
         """Hash: the provider's circuit breaker (state, failures, opened_at)."""
         return f"{self.prefix}:breaker:{provider}"
 
+    def callback(self, token: str) -> str:
+        """String: ``provider:video_id`` a vendor callback token was issued for."""
+        return f"{self.prefix}:callback:{token}"
+
+    def nudge(self, video_id: str) -> str:
+        """List: a pending "poll now" for the video's worker (a vendor called back)."""
+        return f"{self.prefix}:nudge:{video_id}"
+
     def metric(self, name: str) -> str:
         """Hash: a counter or histogram family shared by every process."""
         return f"{self.prefix}:metrics:{name}"

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from reelforge.callbacks import CallbackRegistry
 from reelforge.errors import ServiceUnavailableError
 from reelforge.keys import Keys
 from reelforge.limits import Capacity, CircuitBreakers
@@ -45,6 +46,7 @@ class Runtime:
     tenants: Tenants
     quotas: Quotas
     links: LinkSigner
+    callbacks: CallbackRegistry
     _providers: dict[str, Provider] = field(default_factory=dict)
 
     @classmethod
@@ -79,6 +81,7 @@ class Runtime:
             links=LinkSigner(
                 await load_link_secret(redis, keys, secret), settings.media_link_seconds
             ),
+            callbacks=CallbackRegistry(redis, keys, settings),
         )
 
     def provider(self, name: str) -> Provider:

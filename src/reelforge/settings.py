@@ -412,6 +412,10 @@ class Settings(BaseSettings):
     # Model catalogue entries merged over the shipped one (providers/catalogue.toml):
     # {kind: {model: {durations, sizes, fields, price_per_second, ...}}}.
     catalogue: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    # The URL vendors can reach this service at (e.g. https://reelforge.example.com).
+    # When set, vendors that can call back (Replicate, fal) are given a per-video
+    # callback URL under it and complete jobs without waiting for the next poll.
+    public_url: str | None = None
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -453,6 +457,15 @@ class Settings(BaseSettings):
     webhook_max_backoff_seconds: float = Field(default=3600.0, gt=0)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_concurrency: int = Field(default=10, ge=1)
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("public_url must be an http:// or https:// URL")
+        return value.strip().rstrip("/")
 
     @field_validator("providers")
     @classmethod

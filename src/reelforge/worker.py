@@ -39,11 +39,11 @@ from reelforge.errors import (
 from reelforge.media.compare import check_conversion
 from reelforge.media.probe import probe
 from reelforge.media.validate import Expectation, ValidationReport, validate_video
-from reelforge.models import Stage
+from reelforge.models import GenerationRequest, Stage
 from reelforge.pipeline import produce_outputs
 from reelforge.prompts.submit import prepare_submission
 from reelforge.providers import RemoteState
-from reelforge.providers.base import WaitsForWorkers, is_moderation_refusal
+from reelforge.providers.base import CallbackProvider, WaitsForWorkers, is_moderation_refusal
 from reelforge.retry import RetryPolicy, call_with_retries
 from reelforge.runtime import Runtime
 from reelforge.settings import Settings
@@ -388,11 +388,10 @@ class _GenerationRun(_Run):
             note_retry = self._note_retry(attempt.provider)
             if not provider.capabilities().idempotent_submit:
                 note_retry = await self._claim_submit(attempt, note_retry)
+            submit = await self._submit_call(provider, request, attempt)
             async with self.timed("provider"):
                 attempt.remote_id = await call_with_retries(
-                    lambda: provider.submit(request, idempotency_key=attempt.idempotency_key),
-                    self.policy,
-                    on_retry=note_retry,
+                    submit, self.policy, on_retry=note_retry
                 )
         return await self.move(
             rec,
@@ -420,6 +419,16 @@ class _GenerationRun(_Run):
 
         return renew_and_note
 
+    async def _submit_call(
+        self, provider: Any, request: GenerationRequest, attempt: Attempt
+    ) -> Any:
+        """The submit to retry; with push completion, it carries a fresh callback URL."""
+        key = attempt.idempotency_key
+        if self.rt.callbacks.enabled and isinstance(provider, CallbackProvider):
+            url = await self.rt.callbacks.register(attempt.provider, self.video_id)
+            return lambda: provider.submit(request, idempotency_key=key, callback_url=url)
+        return lambda: provider.submit(request, idempotency_key=key)
+
     def _note_retry(self, provider: str) -> Any:
         async def note(exc: BaseException, number: int) -> None:
             code = exc.code if isinstance(exc, ReelforgeError) else type(exc).__name__
@@ -436,6 +445,8 @@ class _GenerationRun(_Run):
         give_up_at = attempt.started_at + self.rt.settings.provider_deadline_seconds
         span = _PROGRESS[Stage.DOWNLOADING] - _PROGRESS[Stage.GENERATING]
         waited_since = time.perf_counter()
+        # A vendor callback cuts the wait between polls short (polling stays on).
+        push = self.rt.callbacks.enabled and isinstance(provider, CallbackProvider)
         while True:
             status = await call_with_retries(
                 lambda: provider.poll(remote_id), self.policy, on_retry=self._note_retry(name)
@@ -480,7 +491,7 @@ class _GenerationRun(_Run):
                 raise ProviderError(
                     f"{name} did not finish within its deadline", code="provider_deadline_exceeded"
                 )
-            await asyncio.sleep(interval)
+            await self.rt.callbacks.sleep_or_nudge(self.video_id, interval, push=push)
 
     async def retry_attempt(self, rec: VideoRecord, exc: ProviderError) -> VideoRecord:
         """End the current attempt; go back to ``queued`` for another (maybe at the

@@ -199,9 +199,11 @@ class EmulatorHarness:
 
 
 def _harnesses() -> tuple[Callable[[], Harness], ...]:
+    from tests.contract.harness_fal import FalHarness
     from tests.contract.harness_local import LocalHarness
     from tests.contract.harness_luma import LumaHarness
     from tests.contract.harness_openai import OpenAIHarness
+    from tests.contract.harness_replicate import ReplicateHarness
     from tests.contract.harness_runway import RunwayHarness
     from tests.contract.harness_veo import VeoHarness, VeoVertexHarness
 
@@ -212,6 +214,8 @@ def _harnesses() -> tuple[Callable[[], Harness], ...]:
         LumaHarness,
         VeoHarness,
         VeoVertexHarness,
+        FalHarness,
+        ReplicateHarness,
     )
 
 

@@ -65,6 +65,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         k: v for k, v in os.environ.items() if not k.startswith("REELFORGE_") and k != "REDIS_URL"
     }
     env.update({"REELFORGE_DATA_DIR": str(data / "data"), "REELFORGE_LOG_LEVEL": "WARNING"})
+    # A priced vendor model beside `local`, for the provider field (never generated with).
+    env["REELFORGE_PROVIDERS"] = json.dumps(
+        {"rep": {"kind": "replicate", "options": {"model": "google/veo-3.1-fast"}}}
+    )
     port = free_port()
     log_path = data / "serve.log"
     with log_path.open("wb") as log:
@@ -444,6 +448,29 @@ async def test_the_page_checks_input_before_sending_it(web: Web) -> None:
     await expect(page.locator("#formats-error")).to_have_text("Pick at least one format.")
     await expect(page.get_by_label("Duration")).to_be_focused()
     assert sent == []
+    web.assert_clean()
+
+
+async def test_the_provider_field_offers_each_provider_with_its_price_and_estimates_cost(
+    web: Web,
+) -> None:
+    page = web.page
+    await web.goto()
+    provider = page.get_by_label("Provider")
+    await expect(provider.locator("option")).to_have_text(
+        ["Server's route (local)", "local — free", "rep · google/veo-3.1-fast — $0.15/s"]
+    )
+    await page.get_by_label("Duration").fill("4")
+    await expect(page.locator("#cost-estimate")).to_have_text("No cost (runs here)")
+
+    await provider.select_option("rep")
+    await expect(page.locator("#cost-estimate")).to_have_text("Estimated cost $0.60")
+    await page.get_by_label("Duration").fill("8")
+    await expect(page.locator("#cost-estimate")).to_have_text("Estimated cost $1.20")
+
+    await page.reload()  # the choice is remembered once the listing is back
+    await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    await expect(provider).to_have_value("rep")
     web.assert_clean()
 
 

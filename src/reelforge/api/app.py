@@ -10,7 +10,16 @@ from fastapi import FastAPI
 
 from reelforge import __version__
 from reelforge.api.errors import PayloadTooLargeError, error_response, install_error_handlers
-from reelforge.api.routers import events, health, openai_videos, styles, usage, videos
+from reelforge.api.routers import (
+    callbacks,
+    events,
+    health,
+    openai_videos,
+    providers,
+    styles,
+    usage,
+    videos,
+)
 from reelforge.events import EventHub
 from reelforge.runtime import Runtime
 from reelforge.settings import Settings
@@ -92,6 +101,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     app.include_router(events.router)
     app.include_router(openai_videos.router)
     app.include_router(usage.router)
+    app.include_router(providers.router)
+    app.include_router(callbacks.router)
     app.include_router(health.router)
     app.include_router(styles.router)
     mount_web(app)

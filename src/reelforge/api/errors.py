@@ -21,6 +21,7 @@ from reelforge.api.openai_schemas import openai_error_type
 from reelforge.errors import (
     AuthenticationError,
     BudgetExceededError,
+    CallbackRejectedError,
     ConflictError,
     InvalidRequestError,
     NotFoundError,
@@ -48,6 +49,7 @@ _STATUS: list[tuple[type[ReelforgeError], int]] = [
     (AuthenticationError, 401),
     (BudgetExceededError, 402),
     (PermissionDeniedError, 403),
+    (CallbackRejectedError, 401),
     (NotFoundError, 404),
     (ConflictError, 409),
     (QuotaExceededError, 429),

@@ -8,6 +8,7 @@ remote id the moment ``submit`` returns, so a restarted worker resumes by pollin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Protocol, runtime_checkable
 from reelforge.models import GenerationRequest
 
 __all__ = [
+    "CallbackProvider",
     "Capabilities",
     "Provider",
     "RemoteState",
@@ -33,6 +35,9 @@ def is_moderation_refusal(code: str | None) -> bool:
     """Whether a provider's error code means its moderation refused the prompt: that
     maps to our ``prompt_rejected``, never retried and never failed over."""
     return code is not None and any(marker in code.lower() for marker in _MODERATION_MARKERS)
+
+
+__all__ = ["CallbackProvider", "Capabilities", "Provider", "RemoteState", "RemoteStatus"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +115,20 @@ class WaitsForWorkers(Protocol):
     none, new videos wait in ``queued`` with ``waiting_for`` set to the reason."""
 
     async def waiting_for(self) -> str | None: ...
+
+
+@runtime_checkable
+class CallbackProvider(Provider, Protocol):
+    """A provider whose vendor can call back when a job ends (push completion).
+
+    ``submit`` also takes ``callback_url``; ``verify_callback`` raises
+    :class:`~reelforge.errors.CallbackRejectedError` for a callback that does not
+    carry the vendor's valid signature (vendors that do not sign accept any: the
+    callback only makes the worker poll at once).
+    """
+
+    async def submit(
+        self, req: GenerationRequest, *, idempotency_key: str, callback_url: str | None = None
+    ) -> str: ...
+
+    async def verify_callback(self, headers: Mapping[str, str], body: bytes) -> None: ...

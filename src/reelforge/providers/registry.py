@@ -68,6 +68,20 @@ def _build_comfyui(name: str, config: ProviderConfig, settings: Settings) -> Pro
     return provider
 
 
+def _build_fal(name: str, config: ProviderConfig, settings: Settings) -> Provider:
+    from reelforge.providers.fal import FalProvider
+
+    provider: Provider = FalProvider(name=name, config=config, settings=settings)
+    return provider
+
+
+def _build_replicate(name: str, config: ProviderConfig, settings: Settings) -> Provider:
+    from reelforge.providers.replicate import ReplicateProvider
+
+    provider: Provider = ReplicateProvider(name=name, config=config, settings=settings)
+    return provider
+
+
 # Adapter kinds. Imports are deferred so building one adapter never imports the others.
 _FACTORIES: dict[str, ProviderFactory] = {
     "local": _build_local,
@@ -77,6 +91,8 @@ _FACTORIES: dict[str, ProviderFactory] = {
     "veo": _build_veo,
     "diffusers": _build_diffusers,
     "comfyui": _build_comfyui,
+    "fal": _build_fal,
+    "replicate": _build_replicate,
 }
 
 

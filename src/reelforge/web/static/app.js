@@ -625,8 +625,69 @@ function updateCounter() {
   node.classList.toggle("over", count > MAX_PROMPT);
 }
 
+// ---------------------------------------------------------------- providers
+
+// name -> the /api/providers entry; filled once the listing arrives.
+const providers = new Map();
+let defaultRoute = [];
+let wantedProvider = "";
+
+function priceText(provider) {
+  return provider.price_per_second > 0 ? `${costFormat.format(provider.price_per_second)}/s` : "free";
+}
+
+function providerLabel(provider) {
+  const name = provider.model ? `${provider.name} · ${provider.model}` : provider.name;
+  if (provider.error) return `${name} (misconfigured)`;
+  const open = provider.circuit && provider.circuit.state === "open" ? ", unavailable now" : "";
+  return `${name} — ${priceText(provider)}${open}`;
+}
+
+/** Offer each configured provider, with its price, in the provider field. */
+async function loadProviders() {
+  let listing;
+  try {
+    listing = await api("/api/providers");
+  } catch {
+    return; // the field still offers the server's route
+  }
+  defaultRoute = Array.isArray(listing.default_route) ? listing.default_route : [];
+  const select = fields.provider;
+  const route = defaultRoute.length ? ` (${defaultRoute.join(" → ")})` : "";
+  select.options[0].textContent = `Server's route${route}`;
+  for (const provider of listing.data || []) {
+    providers.set(provider.name, provider);
+    const option = document.createElement("option");
+    option.value = provider.name;
+    option.textContent = providerLabel(provider);
+    option.disabled = Boolean(provider.error);
+    select.append(option);
+  }
+  chooseProvider(wantedProvider);
+  updateEstimate();
+}
+
+/** Select ``name`` if it is offered (or once it is), else the server's route. */
+function chooseProvider(name) {
+  wantedProvider = name || "";
+  const offered = [...fields.provider.options].some((o) => o.value === wantedProvider);
+  fields.provider.value = offered ? wantedProvider : "";
+}
+
+function updateCostEstimate(duration) {
+  const node = $("#cost-estimate");
+  const chosen = providers.get(fields.provider.value || defaultRoute[0] || "");
+  if (!chosen || chosen.error || !(Number.isFinite(duration) && duration > 0)) {
+    node.textContent = "";
+    return;
+  }
+  const cost = chosen.price_per_second * duration;
+  node.textContent = cost > 0 ? `Estimated cost ${costFormat.format(cost)}` : "No cost (runs here)";
+}
+
 function updateEstimate() {
   const duration = Number(fields.duration.value);
+  updateCostEstimate(duration);
   const fps = Number(fields.fps.value);
   const size = selectedSize();
   const node = $("#estimate");
@@ -668,9 +729,10 @@ function restoreFormOptions() {
     options = null;
   }
   if (!options || typeof options !== "object") return;
-  for (const name of ["prompt", "duration", "fps", "width", "height", "seed", "provider", "negative"]) {
+  for (const name of ["prompt", "duration", "fps", "width", "height", "seed", "negative"]) {
     if (typeof options[name] === "string") fields[name].value = options[name];
   }
+  if (typeof options.provider === "string") chooseProvider(options.provider);
   if (typeof options.size === "string" && [...fields.size.options].some((o) => o.value === options.size)) {
     fields.size.value = options.size;
   }
@@ -736,7 +798,7 @@ function fillForm(video) {
     }
   }
   fields.seed.value = r.seed ?? "";
-  fields.provider.value = r.provider ?? video.provider ?? "";
+  chooseProvider(r.provider ?? video.provider ?? "");
   fields.negative.value = r.negative_prompt ?? "";
   fields.style.value = r.style && state.styles.has(r.style) ? r.style : "";
   fields.enhance.checked = r.enhance === true;
@@ -1316,7 +1378,8 @@ function wire() {
     updateEstimate();
     saveFormOptions();
   });
-  form.addEventListener("change", () => {
+  form.addEventListener("change", (event) => {
+    if (event.target === fields.provider) wantedProvider = fields.provider.value;
     syncCustomSize();
     revalidateTouched();
     updateEstimate();
@@ -1436,7 +1499,7 @@ async function start() {
   renderKey();
   wire();
   await loadStyles();
-  const loaded = await loadHistory();
+  const [loaded] = await Promise.all([loadHistory(), loadProviders()]);
   const wanted = window.location.hash.slice(1);
   if (/^video_[0-9a-f]{24}$/.test(wanted)) {
     if (!state.videos.has(wanted)) {
