@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import Depends, Path, Request
 
+from reelforge.api.schemas import VIDEO_ID_PATTERN
 from reelforge.errors import InvalidRequestError
 from reelforge.events import EventHub
 from reelforge.runtime import Runtime
@@ -48,7 +49,19 @@ async def get_owner() -> str:
     return DEFAULT_OWNER
 
 
-async def checked_video_id(video_id: Annotated[str, Path(alias="video_id")]) -> str:
+# The pattern is documented, not enforced by FastAPI: the check below answers with our
+# own code (``invalid_id``) rather than a generic pattern mismatch.
+_VIDEO_ID_DOC: Final = {"pattern": VIDEO_ID_PATTERN}
+
+
+async def checked_video_id(
+    video_id: Annotated[
+        str,
+        Path(
+            alias="video_id", description="video_ + 24 hex digits", json_schema_extra=_VIDEO_ID_DOC
+        ),
+    ],
+) -> str:
     if not is_valid_video_id(video_id):
         raise InvalidRequestError(
             f"{video_id!r} is not a video id (video_ + 24 hex digits)",

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from reelforge.api.openai_schemas import openai_error_type
 from reelforge.errors import (
@@ -27,7 +28,14 @@ from reelforge.errors import (
 )
 from reelforge.models import invalid_request_from_errors
 
-__all__ = ["PayloadTooLargeError", "error_response", "install_error_handlers", "status_for"]
+__all__ = [
+    "METHOD_NOT_ALLOWED_ROUTE",
+    "PayloadTooLargeError",
+    "allowed_methods",
+    "error_response",
+    "install_error_handlers",
+    "status_for",
+]
 
 log = structlog.get_logger("reelforge.api")
 
@@ -74,6 +82,26 @@ _HTTP_CODES = {
 }
 
 
+# The name of a route that only answers 405: its methods are the ones *not* allowed.
+METHOD_NOT_ALLOWED_ROUTE = "method_not_allowed"
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path (RFC 9110's ``Allow`` of a 405).
+
+    Starlette's own 405 names only the first route that matched the path; one path
+    here is often several routes (``GET`` and ``DELETE /api/videos/{id}``).
+    """
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        route_methods = getattr(route, "methods", None)
+        if getattr(route, "name", None) == METHOD_NOT_ALLOWED_ROUTE:
+            continue
+        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route_methods
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_ours(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ReelforgeError)  # noqa: S101
@@ -90,11 +118,14 @@ def install_error_handlers(app: FastAPI) -> None:
         err = invalid_request_from_errors(list(exc.errors()))
         return error_response(400, err.code, err.message, err.param)
 
-    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message: Any = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return error_response(exc.status_code, code, message, **(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+        return error_response(exc.status_code, code, message, **headers)
 
     async def on_redis_down(_: Request, exc: Exception) -> JSONResponse:
         log.warning("redis unavailable", error=str(exc))

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reelforge.models import VideoStatus
+from reelforge.models import JsonInt, VideoStatus
 from reelforge.store import VideoRecord
 
 __all__ = [
+    "VIDEO_ID_PATTERN",
     "DeletedVideo",
     "ErrorBody",
     "ErrorResponse",
@@ -18,20 +20,48 @@ __all__ = [
     "VideoList",
     "VideoObject",
     "VideoStatusObject",
+    "error_responses",
     "present_status",
     "present_video",
 ]
 
 
+# What :func:`reelforge.store.is_valid_video_id` accepts, for the OpenAPI document.
+VIDEO_ID_PATTERN: Final = "^video_[0-9a-f]{24}$"
+
+
 class ErrorBody(BaseModel):
-    code: str
+    code: str = Field(description="machine-readable: switch on this, not on the message")
     message: str
-    param: str | None = None
+    param: str | None = Field(description="the field or parameter at fault, if one is")
+    type: str = Field(description="OpenAI-style class: invalid_request_error, server_error…")
     rule: str | None = None  # prompt_rejected: the id of the policy rule that matched
 
 
 class ErrorResponse(BaseModel):
+    """Every error answer: ``{"error": {"code", "message", "param", "type"}}``."""
+
     error: ErrorBody
+
+
+_ERROR_DESCRIPTIONS: Final[Mapping[int, str]] = {
+    400: "Malformed request; `error.code` names the problem (e.g. `invalid_id`)",
+    404: "No such video (or cursor) for this tenant",
+    409: "The video's state forbids it (e.g. `video_not_ready`), or an "
+    "`Idempotency-Key` was reused with another body",
+    413: "Request body too large (`body_too_large`)",
+    416: "Range not satisfiable",
+    503: "The job store (Redis) is unreachable; retry after `Retry-After` seconds",
+}
+
+
+def error_responses(
+    *statuses: int, model: type[BaseModel] = ErrorResponse
+) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of a route for the error statuses it can answer."""
+    return {
+        status: {"model": model, "description": _ERROR_DESCRIPTIONS[status]} for status in statuses
+    }
 
 
 class VideoFile(BaseModel):
@@ -46,6 +76,11 @@ class VideoFile(BaseModel):
     grid: dict[str, Any] | None = None
 
 
+_SEQ_DOC: Final = (
+    "seq of the video's latest event: subscribe with ?after=seq to get only newer events"
+)
+
+
 class VideoStatusObject(BaseModel):
     id: str
     object: Literal["video.status"] = "video.status"
@@ -55,6 +90,7 @@ class VideoStatusObject(BaseModel):
     waiting_for: str | None = None
     error: dict[str, Any] | None = None
     updated_at: str
+    seq: int = Field(description=_SEQ_DOC)
 
 
 class VideoObject(BaseModel):
@@ -87,6 +123,7 @@ class VideoObject(BaseModel):
     stage_durations: dict[str, float]
     timings: dict[str, float]
     links: dict[str, str]
+    seq: int = Field(description=_SEQ_DOC)
 
 
 class VideoList(BaseModel):
@@ -105,9 +142,10 @@ class DeletedVideo(BaseModel):
 class RegenerateRequest(BaseModel):
     """Optional overrides for a regenerate; everything else comes from the original."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: the body is JSON, so a seed is a number, never "7".
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    seed: JsonInt | None = Field(default=None, ge=0, le=2**32 - 1)
     prompt: str | None = None
     provider: str | None = Field(default=None, min_length=1, max_length=64)
 
@@ -125,6 +163,7 @@ def present_status(rec: VideoRecord) -> VideoStatusObject:
         waiting_for=rec.waiting_for,
         error=rec.error,
         updated_at=_iso(rec.updated_at) or "",
+        seq=rec.seq,
     )
 
 
@@ -170,4 +209,5 @@ def present_video(rec: VideoRecord) -> VideoObject:
             "events": f"{base}/events",
             "ws": f"{base}/ws",
         },
+        seq=rec.seq,
     )

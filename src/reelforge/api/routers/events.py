@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Final
 
@@ -21,13 +22,20 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect
 
 from reelforge.api.deps import CurrentOwner, HubDep, StoreDep, VideoId
-from reelforge.api.schemas import ErrorResponse
+from reelforge.api.schemas import error_responses
 from reelforge.errors import InvalidRequestError, NotFoundError, ReelforgeError
 from reelforge.events import EventHub, EventHubClosedError, SlowSubscriberError, StreamEvent
 from reelforge.runtime import Runtime
 from reelforge.store import is_valid_video_id
 
-__all__ = ["KEEPALIVE_SECONDS", "format_sse", "parse_after", "router", "sse_stream"]
+__all__ = [
+    "AFTER_PATTERN",
+    "KEEPALIVE_SECONDS",
+    "format_sse",
+    "parse_after",
+    "router",
+    "sse_stream",
+]
 
 log = structlog.get_logger("reelforge.api.events")
 
@@ -44,19 +52,21 @@ WS_TRY_AGAIN_LATER: Final = 1013
 WS_BAD_REQUEST: Final = 4400
 WS_NOT_FOUND: Final = 4404
 
+# A seq as clients send it back: plain digits, at most 19 (Redis stream ids are 64-bit).
+AFTER_PATTERN: Final = "^[0-9]{1,19}$"
+
 
 def parse_after(value: str | None, *, param: str = "after") -> int:
     """A client's resume point: a non-negative integer seq, 0 when absent."""
-    if value is None or not value.strip():
+    if value is None:
         return 0
-    text = value.strip()
-    if not text.isascii() or not text.isdigit():
+    if not re.fullmatch(AFTER_PATTERN, value):
         raise InvalidRequestError(
             f"{param} must be an integer >= 0 (the seq of the last event received)",
             code="invalid_after",
             param=param,
         )
-    return int(text)
+    return int(value)
 
 
 def format_sse(event: StreamEvent) -> bytes:
@@ -94,8 +104,7 @@ async def sse_stream(
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "the event stream"},
-        400: {"model": ErrorResponse},
-        404: {"model": ErrorResponse},
+        **error_responses(400, 404, 503),
     },
 )
 async def stream_video_events(
@@ -104,12 +113,23 @@ async def stream_video_events(
     hub: HubDep,
     owner: CurrentOwner,
     after: Annotated[
-        str | None, Query(description="replay events with a seq greater than this")
+        str | None,
+        Query(
+            description="replay events with a seq greater than this (a video's `seq`)",
+            json_schema_extra={"pattern": AFTER_PATTERN},
+        ),
     ] = None,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="what EventSource sends on reconnect; wins over `after`",
+            json_schema_extra={"pattern": "^[0-9]{0,19}$"},
+        ),
+    ] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: replay after ``Last-Event-ID`` (else ``?after``), then live."""
-    if last_event_id is not None and last_event_id.strip():
+    if last_event_id:
         start = parse_after(last_event_id, param="Last-Event-ID")
     else:
         start = parse_after(after)
