@@ -248,18 +248,24 @@ class GenerationRequest(BaseModel):
     @field_validator("formats", mode="before")
     @classmethod
     def _check_formats(cls, value: Any, info: ValidationInfo) -> Any:
-        strict = _is_strict(info)
-        items = value.split(",") if isinstance(value, str) and not strict else value
-        if not isinstance(items, list | tuple):
-            return value
-        if strict:
-            if not isinstance(value, list | tuple):
+        if _is_strict(info):
+            if not isinstance(value, list):
                 raise PydanticCustomError(
                     "invalid_format", "formats must be a list of formats (mp4, webm)"
                 )
-            if not items:
+            if not value:
                 raise PydanticCustomError("invalid_format", "formats must name at least one format")
-            return tuple(dict.fromkeys(items))  # each item is checked against the Literal
+            unknown = [str(item) for item in value if item not in OUTPUT_FORMATS]
+            if unknown:
+                raise PydanticCustomError(
+                    "invalid_format",
+                    "unknown format {unknown}; choose from mp4, webm",
+                    {"unknown": ", ".join(unknown)},
+                )
+            return tuple(dict.fromkeys(value))  # keep order, drop repeats
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return value
         cleaned = [str(item).strip().lower() for item in items]
         unknown = [item for item in cleaned if item not in OUTPUT_FORMATS]
         if unknown:

@@ -7,6 +7,7 @@ malformed request is always a 4xx, never a 5xx.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import redis.exceptions
@@ -15,7 +16,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from reelforge.api.openai_schemas import openai_error_type
 from reelforge.errors import (
@@ -29,7 +29,6 @@ from reelforge.errors import (
 from reelforge.models import invalid_request_from_errors
 
 __all__ = [
-    "METHOD_NOT_ALLOWED_ROUTE",
     "PayloadTooLargeError",
     "allowed_methods",
     "error_response",
@@ -82,23 +81,27 @@ _HTTP_CODES = {
 }
 
 
-# The name of a route that only answers 405: its methods are the ones *not* allowed.
-METHOD_NOT_ALLOWED_ROUTE = "method_not_allowed"
+def allowed_methods(request: Request) -> str | None:
+    """The methods the OpenAPI document lists for this path (``Allow`` of a 405).
 
-
-def allowed_methods(request: Request) -> str:
-    """Every method some route takes at this path (RFC 9110's ``Allow`` of a 405).
-
-    Starlette's own 405 names only the first route that matched the path; one path
-    here is often several routes (``GET`` and ``DELETE /api/videos/{id}``).
+    Starlette's own 405 names only the first route that matched the path, and one
+    path here is often several routes (``GET`` and ``DELETE /api/videos/{id}``).
+    Where templates overlap (``/api/videos/generate`` and ``/api/videos/{id}``), the
+    one with the fewest parameters is the one routed to. None: not a documented path.
     """
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        route_methods = getattr(route, "methods", None)
-        if getattr(route, "name", None) == METHOD_NOT_ALLOWED_ROUTE:
-            continue
-        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
-            methods |= route_methods
+    path = request.url.path
+    matches: list[tuple[int, set[str]]] = []
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        parts = re.split(r"\{[^/{}]+\}", template)
+        pattern = "[^/]+".join(re.escape(part) for part in parts)
+        if re.fullmatch(pattern, path):
+            matches.append((len(parts), {method.upper() for method in operations}))
+    if not matches:
+        return None
+    fewest = min(count for count, _ in matches)
+    methods = set().union(*(found for count, found in matches if count == fewest))
+    if "GET" in methods:
+        methods.add("HEAD")  # Starlette answers HEAD wherever it answers GET
     return ", ".join(sorted(methods))
 
 
@@ -123,8 +126,9 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message: Any = exc.detail if isinstance(exc.detail, str) else "request failed"
         headers = dict(exc.headers or {})
-        if exc.status_code == 405:
-            headers["Allow"] = allowed_methods(request)
+        allow = allowed_methods(request) if exc.status_code == 405 else None
+        if allow is not None:
+            headers["Allow"] = allow
         return error_response(exc.status_code, code, message, **headers)
 
     async def on_redis_down(_: Request, exc: Exception) -> JSONResponse:

@@ -10,7 +10,6 @@ from fastapi.responses import FileResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reelforge.api.deps import CurrentOwner, RuntimeDep, StoreDep, VideoId
-from reelforge.api.errors import METHOD_NOT_ALLOWED_ROUTE
 from reelforge.api.files import serve_file
 from reelforge.api.openapi import generation_request_schema, json_body
 from reelforge.api.schemas import (
@@ -82,7 +81,6 @@ async def generate_video(
 @router.api_route(
     "/generate",
     methods=["GET", "DELETE"],
-    name=METHOD_NOT_ALLOWED_ROUTE,
     include_in_schema=False,
 )
 async def generate_with_another_method() -> None:
