@@ -36,6 +36,7 @@ __all__ = [
     "SIZE_PATTERN",
     "GenerationRequest",
     "JsonInt",
+    "Seed",
     "Stage",
     "VideoStatus",
     "invalid_request_from_errors",
@@ -119,6 +120,8 @@ def _integral_float_as_int(value: Any) -> Any:
 
 
 JsonInt = Annotated[int, BeforeValidator(_integral_float_as_int)]
+# Bounds inside the Annotated, so the JSON schema states them (minimum, maximum).
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1), BeforeValidator(_integral_float_as_int)]
 
 
 def parse_size(value: str) -> tuple[int, int]:
@@ -157,7 +160,7 @@ class GenerationRequest(BaseModel):
     resolution: str | None = None
     aspect_ratio: str | None = None
     fps: JsonInt = 24
-    seed: JsonInt | None = Field(default=None, ge=0, le=2**32 - 1)
+    seed: Seed | None = None
     negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
     # Input reference image: the name of a file the API stored under
     # ``settings.uploads_dir`` (clients upload it; the API never trusts a path).

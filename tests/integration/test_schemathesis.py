@@ -31,10 +31,16 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
 @pytest.fixture
 async def service(service_settings: Settings) -> AsyncIterator[Service]:
-    # One job at a time: generated requests ask for long, large videos, and the
-    # renders only need to move the state machine along, not to finish quickly.
+    # Generated requests ask for long, large videos. One job at a time, each given
+    # 10 s: every video reaches a terminal state soon (completed, or failed with
+    # deadline_exceeded), so an event stream the fuzzer opens always ends.
     settings = service_settings.model_copy(
-        update={"generate_concurrency": 1, "process_concurrency": 1}
+        update={
+            "generate_concurrency": 1,
+            "process_concurrency": 1,
+            "job_deadline_seconds": 10.0,
+            "provider_deadline_seconds": 10.0,
+        }
     )
     async with running_service(settings) as svc:
         yield svc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Final
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Header, Path, Request
 
 from reelforge.api.schemas import VIDEO_ID_PATTERN
 from reelforge.errors import InvalidRequestError
@@ -16,6 +16,7 @@ from reelforge.store import VideoStore, is_valid_video_id
 __all__ = [
     "CurrentOwner",
     "HubDep",
+    "IdempotencyKey",
     "RuntimeDep",
     "SettingsDep",
     "StoreDep",
@@ -77,3 +78,18 @@ StoreDep = Annotated[VideoStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CurrentOwner = Annotated[str, Depends(get_owner)]
 VideoId = Annotated[str, Depends(checked_video_id)]
+
+
+# What create_video takes (1-255 printable characters), as HTTP carries it: Latin-1,
+# with no space at either end (servers strip it before the app sees the value).
+_KEY_CHAR = r"\x21-\x7e\xa1-\xac\xae-\xff"
+IDEMPOTENCY_KEY_PATTERN: Final = f"^[{_KEY_CHAR}](?:[ {_KEY_CHAR}]{{0,253}}[{_KEY_CHAR}])?$"
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="a retry with the same key and body returns the first video",
+        json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN},
+    ),
+]

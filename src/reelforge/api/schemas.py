@@ -8,7 +8,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reelforge.models import JsonInt, VideoStatus
+from reelforge.models import Seed, VideoStatus
 from reelforge.store import VideoRecord
 
 __all__ = [
@@ -145,7 +145,7 @@ class RegenerateRequest(BaseModel):
     # Strict: the body is JSON, so a seed is a number, never "7".
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    seed: JsonInt | None = Field(default=None, ge=0, le=2**32 - 1)
+    seed: Seed | None = None
     prompt: str | None = None
     provider: str | None = Field(default=None, min_length=1, max_length=64)
 

@@ -129,10 +129,9 @@ async def stream_video_events(
     ] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: replay after ``Last-Event-ID`` (else ``?after``), then live."""
+    start = parse_after(after)  # checked even when the header wins
     if last_event_id:
         start = parse_after(last_event_id, param="Last-Event-ID")
-    else:
-        start = parse_after(after)
     # Before the stream starts, so a missing video is a JSON 404, not an empty stream.
     await store.get(video_id, owner=owner)
     return StreamingResponse(

@@ -24,13 +24,13 @@ import re
 import secrets
 from typing import Annotated, Any, Final, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reelforge.api.deps import CurrentOwner, RuntimeDep
+from reelforge.api.deps import CurrentOwner, IdempotencyKey, RuntimeDep
 from reelforge.api.files import serve_file
 from reelforge.api.openai_schemas import (
     OPENAI_MODEL_METADATA_KEY,
@@ -511,7 +511,7 @@ async def create_openai_video(
     response: Response,
     rt: RuntimeDep,
     owner: CurrentOwner,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> OpenAIVideo:
     """Queue a video; answers 200 with the ``VideoResource`` (OpenAI's code, not 202).
 

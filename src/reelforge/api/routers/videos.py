@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import FileResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reelforge.api.deps import CurrentOwner, RuntimeDep, StoreDep, VideoId
+from reelforge.api.deps import CurrentOwner, IdempotencyKey, RuntimeDep, StoreDep, VideoId
 from reelforge.api.files import serve_file
 from reelforge.api.openapi import generation_request_schema, json_body
 from reelforge.api.schemas import (
@@ -64,7 +64,7 @@ async def generate_video(
     response: Response,
     rt: RuntimeDep,
     owner: CurrentOwner,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> VideoObject:
     """Queue a new video. Answers 202 with the video and its ``Location``."""
     body = await _json_body(request)
