@@ -53,3 +53,17 @@ def valid_data_is_refused_only_as_not_ready(
     code = response.json()["error"]["code"]
     if code != "video_not_ready":
         raise AssertionError(f"schema-valid request refused with 400 {code}: {response.text}")
+
+
+# schemathesis 4.32's coverage scenario of this name fills every required form field
+# it has no media-type strategy for with "" (whatever the field's schema says) and
+# calls the case valid: here, an empty prompt, which the schema itself forbids.
+_INVALID_SCENARIO = "Multipart body with custom encoding"
+
+
+@schemathesis.hook
+def filter_case(context: schemathesis.HookContext, case: schemathesis.Case) -> bool:
+    """Skip that one generated case; every other multipart case still runs."""
+    meta = case.meta
+    data = getattr(meta.phase, "data", None) if meta is not None else None
+    return getattr(data, "description", None) != _INVALID_SCENARIO

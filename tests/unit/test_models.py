@@ -162,10 +162,7 @@ def test_size_pattern_matches_exactly_the_sizes_parse_size_takes() -> None:
 
 
 _PROMPT_CHARS = st.sampled_from(
-    list(
-        "ab \t\n\r\x0b\x0c\x00\x1b\x1c\x1f\x7f\x85\x9f\xa0"
-        "\u1680\u2000\u2028\u3000\u200b\ufeff\ud800\udfff"
-    )
+    list("ab \t\n\r\x0b\x0c\x00\x1b\x1c\x1f\x7f\x85\x9f\xa0\u1680\u2000\u2028\u3000\u200b\ufeff")
 )
 
 

@@ -483,6 +483,7 @@ def _create_body_doc() -> dict[str, Any]:
 
 
 def _remix_body_doc() -> dict[str, Any]:
+    # The SDK sends JSON; a form with the same field is taken too, undocumented.
     schema = {
         "type": "object",
         "properties": {"prompt": prompt_schema()},
@@ -492,10 +493,7 @@ def _remix_body_doc() -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
-            "content": {
-                "application/json": {"schema": schema},
-                "multipart/form-data": {"schema": schema},
-            },
+            "content": {"application/json": {"schema": schema}},
         }
     }
 
