@@ -16,7 +16,7 @@ import schemathesis
 from hypothesis import strategies as st
 
 from reelforge.api.openapi import IMAGE_DATA_URL_FORMAT
-from reelforge.media.render import encode_png
+from reelforge.media.image import encode_png
 
 
 @st.composite
