@@ -136,6 +136,8 @@ def refine(doc: dict[str, Any], settings: Settings) -> dict[str, Any]:
     doc = copy.deepcopy(doc)
     providers = sorted(settings.providers)
     models = sorted(settings.model_routes)
+    styles = sorted(settings.prompts.styles)
+    templates = sorted(settings.prompts.templates)
     for operations in doc.get("paths", {}).values():
         for operation in operations.values():
             operation.get("responses", {}).pop("422", None)
@@ -148,6 +150,9 @@ def refine(doc: dict[str, Any], settings: Settings) -> dict[str, Any]:
                 props = schema.get("properties", {})
                 if "provider" in props:
                     props["provider"] = _nullable({"type": "string", "enum": providers})
+                for name, known in (("style", styles), ("template", templates)):
+                    if name in props and known:
+                        props[name] = _nullable({"type": "string", "enum": known})
                 if "model" in props and "prompt" in props:  # the /v1 create body
                     props["model"] = {"type": "string", "enum": models, "default": models[0]}
     schemas = doc.get("components", {}).get("schemas", {})
