@@ -7,10 +7,20 @@ Input rules (DESIGN.md) live here, once: every entry point parses a request with
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from reelforge.errors import InvalidRequestError
@@ -22,7 +32,11 @@ __all__ = [
     "MAX_SIDE",
     "MIN_SIDE",
     "OUTPUT_FORMATS",
+    "PROMPT_PATTERN",
+    "SIZE_PATTERN",
     "GenerationRequest",
+    "JsonInt",
+    "Seed",
     "Stage",
     "VideoStatus",
     "invalid_request_from_errors",
@@ -38,6 +52,31 @@ MIN_FPS = 1
 MAX_FPS = 60
 OutputFormat = Literal["mp4", "webm"]
 OUTPUT_FORMATS: tuple[str, ...] = ("mp4", "webm")
+
+# An even number from MIN_SIDE (64) to MAX_SIDE (1920), written the one way: no sign,
+# no leading zero. SIZE_PATTERN is exactly what a strict parse (the HTTP API) takes.
+_EVEN_SIDE = r"(?:6[468]|[7-9][02468]|[1-9][0-9][02468]|1[0-8][0-9][02468]|19[01][02468]|1920)"
+SIZE_PATTERN = rf"^{_EVEN_SIDE}x{_EVEN_SIDE}$"
+# What the prompt validator takes: any whitespace around (it is trimmed off), then
+# text that starts and ends with a visible character, with no character the prompt
+# rules refuse (reelforge.prompts.text.find_forbidden): no control character but tab
+# and line breaks, no format (Cf) character. The classes are spelt out: ``\s`` means
+# other things in other regex dialects. The schema is the stricter side in one place:
+# it refuses every Cf character, where the validator lets a zero-width joiner inside
+# an emoji sequence and tag characters inside a flag through. (The length limit is
+# the schema's maxLength.)
+_CF = (
+    r"\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    r"\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    # Beyond the BMP, as the characters themselves: no escape is read alike everywhere.
+    "\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+_SPACE = r"\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_TRIMMED = rf"\t\n\x0b\x0c\r\x20\x85\xa0{_SPACE}"
+_EDGE = rf"[^\x00-\x20\x7f-\xa0{_SPACE}{_CF}]"
+_INNER = rf"[^\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f{_CF}]"
+PROMPT_PATTERN = rf"^[{_TRIMMED}]*{_EDGE}(?:{_INNER}*{_EDGE})?[{_TRIMMED}]*$"
 
 # resolution + aspect_ratio, the other way to ask for a size.
 _RESOLUTION_HEIGHTS = {"360p": 360, "480p": 480, "720p": 720, "1080p": 1080}
@@ -70,6 +109,19 @@ class Stage(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+
+def _integral_float_as_int(value: Any) -> Any:
+    # JSON has one number type: 7.0 is the integer 7 (and JSON Schema's "integer"
+    # says so), even where a strict parse takes no other stand-in for an int.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_integral_float_as_int)]
+# Bounds inside the Annotated, so the JSON schema states them (minimum, maximum).
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1), BeforeValidator(_integral_float_as_int)]
 
 
 def parse_size(value: str) -> tuple[int, int]:
@@ -107,8 +159,8 @@ class GenerationRequest(BaseModel):
     size: str | None = None
     resolution: str | None = None
     aspect_ratio: str | None = None
-    fps: int = 24
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    fps: JsonInt = 24
+    seed: Seed | None = None
     negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
     # Input reference image: the name of a file the API stored under
     # ``settings.uploads_dir`` (clients upload it; the API never trusts a path).
@@ -134,7 +186,8 @@ class GenerationRequest(BaseModel):
         text = value.strip()
         if not text:
             raise PydanticCustomError("invalid_prompt", "prompt must not be empty")
-        if len(text) > MAX_PROMPT_CHARS:
+        # The limit counts what the client sent, so a schema's maxLength can state it.
+        if len(value) > MAX_PROMPT_CHARS:
             raise PydanticCustomError(
                 "invalid_prompt", f"prompt is longer than {MAX_PROMPT_CHARS} characters"
             )
@@ -184,15 +237,35 @@ class GenerationRequest(BaseModel):
 
     @field_validator("size")
     @classmethod
-    def _check_size(cls, value: str | None) -> str | None:
+    def _check_size(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
         width, height = parse_size(value)
+        if _is_strict(info) and not re.fullmatch(SIZE_PATTERN, value):
+            # Parsed, but written another way (``1280X720``, `` 0640x360``).
+            raise PydanticCustomError(
+                "invalid_size", "size must look like WIDTHxHEIGHT, e.g. 1280x720"
+            )
         return f"{width}x{height}"
 
     @field_validator("formats", mode="before")
     @classmethod
-    def _check_formats(cls, value: Any) -> Any:
+    def _check_formats(cls, value: Any, info: ValidationInfo) -> Any:
+        if _is_strict(info):
+            if not isinstance(value, list):
+                raise PydanticCustomError(
+                    "invalid_format", "formats must be a list of formats (mp4, webm)"
+                )
+            if not value:
+                raise PydanticCustomError("invalid_format", "formats must name at least one format")
+            unknown = [str(item) for item in value if item not in OUTPUT_FORMATS]
+            if unknown:
+                raise PydanticCustomError(
+                    "invalid_format",
+                    "unknown format {unknown}; choose from mp4, webm",
+                    {"unknown": ", ".join(unknown)},
+                )
+            return tuple(dict.fromkeys(value))  # keep order, drop repeats
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, list | tuple):
             return value
@@ -240,6 +313,10 @@ class GenerationRequest(BaseModel):
         long = round(short * max(ratio) / min(ratio) / 2) * 2
         width, tall = (long, short) if ratio[0] >= ratio[1] else (short, long)
         object.__setattr__(self, "size", f"{min(width, MAX_SIDE)}x{min(tall, MAX_SIDE)}")
+        # Only ``size`` is kept: the stored request must validate again as it is
+        # (records, regenerate), and size with resolution would not.
+        object.__setattr__(self, "resolution", None)
+        object.__setattr__(self, "aspect_ratio", None)
         return self
 
     @property
@@ -249,6 +326,10 @@ class GenerationRequest(BaseModel):
     @property
     def height(self) -> int:
         return parse_size(self.size or "1280x720")[1]
+
+
+def _is_strict(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("strict"))
 
 
 # pydantic's own error types -> our stable codes; field validators above raise ours.
@@ -286,11 +367,18 @@ def invalid_request_from_errors(errors: list[Any]) -> InvalidRequestError:
     return InvalidRequestError(message, code=code, param=param)
 
 
-def parse_generation_request(data: Any) -> GenerationRequest:
-    """Validate raw input into a request, or raise :class:`InvalidRequestError`."""
+def parse_generation_request(data: Any, *, strict: bool = False) -> GenerationRequest:
+    """Validate raw input into a request, or raise :class:`InvalidRequestError`.
+
+    ``strict`` (the HTTP API) takes each field only in its one documented JSON form,
+    so the published schema says exactly what is accepted: no ``"24"`` for 24, no
+    ``"mp4,webm"`` for a list, no ``1280X720``. The CLI keeps the friendly forms.
+    """
     if not isinstance(data, dict):
         raise InvalidRequestError("request body must be a JSON object", code="invalid_json")
     try:
+        if strict:
+            return GenerationRequest.model_validate(data, strict=True, context={"strict": True})
         return GenerationRequest.model_validate(data)
     except ValidationError as exc:
         raise invalid_request_from_errors(exc.errors(include_url=False)) from None

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from reelforge.errors import ConflictError, InvalidRequestError, NotFoundError
+from reelforge.errors import ConflictError, NotFoundError
 from reelforge.keys import Keys
 from reelforge.models import GenerationRequest, Stage, VideoStatus
 
@@ -375,8 +375,9 @@ class VideoStore:
                 await (self.redis.zrevrank if newest_first else self.redis.zrank)(index, after),
             )
             if rank is None:
-                raise InvalidRequestError(
-                    f"unknown cursor {after!r}", code="invalid_cursor", param="after"
+                # Well formed but not (or no longer) here: like any unknown id, a 404.
+                raise NotFoundError(
+                    f"unknown cursor {after!r}", code="cursor_not_found", param="after"
                 )
             start = rank + 1
         page: list[VideoRecord] = []

@@ -689,3 +689,20 @@ async def test_with_a_key_entered_once_the_page_generates_plays_and_downloads(
         web.assert_clean()
     finally:
         await context.close()
+
+
+async def test_the_api_docs_render_every_operation_with_no_network(web: Web) -> None:
+    page = web.page
+    # Anything but this server is unreachable: a CDN asset would fail, and be reported.
+    await page.route(
+        re.compile(r"^(?!" + re.escape(web.base_url) + r"/)"), lambda route: route.abort()
+    )
+    async with httpx.AsyncClient(base_url=web.base_url, timeout=10) as client:
+        spec = (await client.get("/openapi.json")).json()
+    operations = sum(len(methods) for methods in spec["paths"].values())
+
+    await page.goto(web.base_url + "/docs")
+
+    await expect(page.locator(".opblock")).to_have_count(operations)
+    await expect(page.locator(".information-container .title")).to_contain_text("reelforge")
+    web.assert_clean()

@@ -114,7 +114,10 @@ async def test_oversized_chunked_body_is_a_413(
         ("GET", "/api/videos?limit=0", 400, "invalid_limit"),
         ("GET", "/api/videos?limit=abc", 400, "invalid_limit"),
         ("GET", "/api/videos?status=done", 400, "invalid_status"),
-        ("GET", "/api/videos?after=video_" + "1" * 24, 400, "invalid_cursor"),
+        ("GET", "/api/videos?after=video_" + "1" * 24, 404, "cursor_not_found"),
+        ("GET", "/api/videos?after=nonsense", 400, "invalid_cursor"),
+        ("GET", "/v1/videos?after=video_" + "1" * 24, 404, "cursor_not_found"),
+        ("GET", "/api/videos/generate", 405, "method_not_allowed"),
         ("GET", "/api/nothing-here", 404, "not_found"),
         ("PUT", "/api/videos/generate", 405, "method_not_allowed"),
     ],
@@ -141,3 +144,21 @@ async def test_regenerate_rejects_unknown_overrides(service: Service) -> None:
         headers={"content-type": "application/json"},
     )
     assert bad_json.status_code == 400 and bad_json.json()["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("OPTIONS", "/api/videos/video_" + "0" * 24, "DELETE, GET, HEAD"),
+        ("PUT", "/v1/videos", "GET, HEAD, POST"),
+        ("DELETE", "/api/videos/generate", "POST"),
+        ("PATCH", "/v1/videos/video_" + "0" * 24, "DELETE, GET, HEAD"),
+    ],
+)
+async def test_a_405_allows_every_method_of_the_path(
+    service: Service, method: str, path: str, allow: str
+) -> None:
+    response = await service.client.request(method, path)
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow

@@ -321,3 +321,37 @@ async def test_closing_the_hubs_subscriptions_closes_websockets_with_1001(
             await asyncio.wait_for(ws.recv(), 10)
 
     assert ws.close_code == 1001
+
+
+async def test_a_get_video_then_after_its_seq_streams_only_newer_events(server: Server) -> None:
+    video_id = await new_video(server.runtime)
+    await emit(server.runtime, video_id, 2)
+    shown = (await server.client.get(f"/api/videos/{video_id}")).json()
+    await emit(server.runtime, video_id, 2)
+    last = await finish(server.runtime, video_id)
+
+    _, events = await read_sse(server, video_id, params={"after": str(shown["seq"])})
+
+    assert shown["seq"] == 3  # created (1), then two progress events
+    assert [int(e.id) for e in events] == list(range(shown["seq"] + 1, last + 1))
+
+
+async def test_the_status_object_carries_the_latest_seq_too(server: Server) -> None:
+    video_id = await new_video(server.runtime)
+    seq = await emit(server.runtime, video_id, 3)
+
+    status = (await server.client.get(f"/api/videos/status/{video_id}")).json()
+
+    assert status["seq"] == seq
+
+
+async def test_ws_after_a_get_video_seq_sends_only_newer_events(server: Server) -> None:
+    video_id = await new_video(server.runtime)
+    await emit(server.runtime, video_id, 2)
+    shown = (await server.client.get(f"/api/videos/{video_id}")).json()
+    last = await finish(server.runtime, video_id)
+
+    async with connect(f"{server.ws_url}/api/videos/{video_id}/ws?after={shown['seq']}") as ws:
+        messages = await asyncio.wait_for(ws_messages(ws), 10)
+
+    assert [m["seq"] for m in messages] == list(range(shown["seq"] + 1, last + 1))

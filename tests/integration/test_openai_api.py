@@ -401,7 +401,8 @@ async def test_framework_errors_on_v1_are_openai_shaped(api_only: Harness) -> No
     for method, path, status in [
         ("GET", "/v1/videos?limit=500", 400),
         ("GET", "/v1/videos?order=sideways", 400),
-        ("GET", "/v1/videos?after=video_nope", 400),
+        ("GET", "/v1/videos?after=" + "x" * 129, 400),
+        ("GET", "/v1/videos?after=video_nope", 404),  # an unknown cursor, as any unknown id
         ("GET", "/v1/nothing-here", 404),
         ("PUT", "/v1/videos", 405),
     ]:

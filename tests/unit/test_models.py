@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reelforge.errors import InvalidRequestError
-from reelforge.models import GenerationRequest, VideoStatus, parse_generation_request
+from reelforge.models import (
+    PROMPT_PATTERN,
+    SIZE_PATTERN,
+    GenerationRequest,
+    VideoStatus,
+    parse_generation_request,
+)
 
 
 def _parse(**fields: Any) -> GenerationRequest:
@@ -93,3 +102,75 @@ def test_terminal_statuses() -> None:
         VideoStatus.FAILED,
         VideoStatus.CANCELLED,
     }
+
+
+def test_a_request_made_from_resolution_validates_again_as_stored() -> None:
+    req = _parse(resolution="480p", aspect_ratio="9:16")
+
+    again = GenerationRequest.model_validate_json(req.model_dump_json())
+
+    assert (again.size, again.resolution, again.aspect_ratio) == ("480x854", None, None)
+
+
+def _parse_strict(**fields: Any) -> GenerationRequest:
+    return parse_generation_request({"prompt": "a red ball", **fields}, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"fps": "24"}, "invalid_fps"),
+        ({"seed": "7"}, "invalid_seed"),
+        ({"seed": 7.5}, "invalid_seed"),
+        ({"duration_seconds": "4"}, "invalid_duration_seconds"),
+        ({"duration_seconds": True}, "invalid_duration_seconds"),
+        ({"regenerate_on_failure": "yes"}, "invalid_regenerate_on_failure"),
+        ({"formats": "mp4,webm"}, "invalid_format"),
+        ({"formats": ["MP4"]}, "invalid_format"),
+        ({"formats": [{}]}, "invalid_format"),
+        ({"size": "1280X720"}, "invalid_size"),
+        ({"size": " 1280x720"}, "invalid_size"),
+        ({"size": "01280x0720"}, "invalid_size"),
+        ({"metadata": {"take": 2}}, "invalid_metadata"),
+    ],
+)
+def test_a_strict_parse_takes_each_field_only_in_its_json_form(
+    fields: dict[str, Any], code: str
+) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        _parse_strict(**fields)
+    assert caught.value.code == code
+
+
+def test_a_strict_parse_takes_an_integral_float_as_an_integer() -> None:
+    req = _parse_strict(seed=7.0, fps=30.0)
+    assert (req.seed, req.fps) == (7, 30)
+
+
+def _accepted_size(size: str) -> bool:
+    try:
+        _parse(size=size)
+    except InvalidRequestError:
+        return False
+    return True
+
+
+def test_size_pattern_matches_exactly_the_sizes_parse_size_takes() -> None:
+    sizes = [f"{side}x{other}" for side in range(2000) for other in (side, 64, 1921)]
+    disagree = [s for s in sizes if bool(re.fullmatch(SIZE_PATTERN, s)) != _accepted_size(s)]
+    assert disagree == []
+
+
+_PROMPT_CHARS = st.sampled_from(
+    list("ab \t\n\r\x0b\x0c\x00\x1b\x1c\x1f\x7f\x85\x9f\xa0\u1680\u2000\u2028\u3000\u200b\ufeff")
+)
+
+
+@given(st.text(_PROMPT_CHARS, max_size=6) | st.text(max_size=8))
+def test_prompt_pattern_matches_exactly_the_prompts_the_validator_takes(prompt: str) -> None:
+    try:
+        _parse(prompt=prompt)
+        accepted = True
+    except InvalidRequestError:
+        accepted = False
+    assert bool(re.fullmatch(PROMPT_PATTERN, prompt)) is accepted

@@ -9,7 +9,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from reelforge import __version__
+from reelforge.api.docs import mount_docs
 from reelforge.api.errors import PayloadTooLargeError, error_response, install_error_handlers
+from reelforge.api.openapi import install_openapi
 from reelforge.api.routers import (
     callbacks,
     events,
@@ -95,6 +97,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         version=__version__,
         summary="Self-hostable AI video generation service",
         lifespan=lifespan,
+        docs_url=None,  # served by mount_docs, from local files
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.include_router(videos.router)
@@ -106,6 +110,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     app.include_router(health.router)
     app.include_router(styles.router)
     mount_web(app)
+    mount_docs(app)
+    install_openapi(app, settings)
     uploads = max(settings.max_body_bytes, openai_videos.MAX_CREATE_BODY_BYTES)
     app.add_middleware(
         BodyLimit, limit=settings.max_body_bytes, larger={("POST", "/v1/videos"): uploads}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final
 
-from fastapi import Depends, Path, Request, Response
+from fastapi import Depends, Header, Path, Request, Response
 from starlette.requests import HTTPConnection
 
+from reelforge.api.schemas import VIDEO_ID_PATTERN
 from reelforge.errors import AuthenticationError, InvalidRequestError, QuotaExceededError
 from reelforge.events import EventHub
 from reelforge.runtime import Runtime
@@ -19,6 +20,7 @@ __all__ = [
     "CurrentOwner",
     "CurrentPrincipal",
     "HubDep",
+    "IdempotencyKey",
     "RuntimeDep",
     "SettingsDep",
     "StoreDep",
@@ -129,7 +131,19 @@ async def limit_creates(
     response.headers.update(headers)
 
 
-async def checked_video_id(video_id: Annotated[str, Path(alias="video_id")]) -> str:
+# The pattern is documented, not enforced by FastAPI: the check below answers with our
+# own code (``invalid_id``) rather than a generic pattern mismatch.
+_VIDEO_ID_DOC: Final = {"pattern": VIDEO_ID_PATTERN}
+
+
+async def checked_video_id(
+    video_id: Annotated[
+        str,
+        Path(
+            alias="video_id", description="video_ + 24 hex digits", json_schema_extra=_VIDEO_ID_DOC
+        ),
+    ],
+) -> str:
     if not is_valid_video_id(video_id):
         raise InvalidRequestError(
             f"{video_id!r} is not a video id (video_ + 24 hex digits)",
@@ -147,3 +161,18 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 CurrentOwner = Annotated[str, Depends(get_owner)]
 CreateRateLimit = Depends(limit_creates)
 VideoId = Annotated[str, Depends(checked_video_id)]
+
+
+# What create_video takes (1-255 printable characters), as HTTP carries it: Latin-1,
+# with no space at either end (servers strip it before the app sees the value).
+_KEY_CHAR = r"\x21-\x7e\xa1-\xac\xae-\xff"
+IDEMPOTENCY_KEY_PATTERN: Final = f"^[{_KEY_CHAR}](?:[ {_KEY_CHAR}]{{0,253}}[{_KEY_CHAR}])?$"
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="a retry with the same key and body returns the first video",
+        json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN},
+    ),
+]

@@ -8,6 +8,7 @@ malformed request is always a 4xx, never a 5xx.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import redis.exceptions
@@ -33,7 +34,13 @@ from reelforge.errors import (
 )
 from reelforge.models import invalid_request_from_errors
 
-__all__ = ["PayloadTooLargeError", "error_response", "install_error_handlers", "status_for"]
+__all__ = [
+    "PayloadTooLargeError",
+    "allowed_methods",
+    "error_response",
+    "install_error_handlers",
+    "status_for",
+]
 
 log = structlog.get_logger("reelforge.api")
 
@@ -87,6 +94,30 @@ _HTTP_CODES = {
 }
 
 
+def allowed_methods(request: Request) -> str | None:
+    """The methods the OpenAPI document lists for this path (``Allow`` of a 405).
+
+    Starlette's own 405 names only the first route that matched the path, and one
+    path here is often several routes (``GET`` and ``DELETE /api/videos/{id}``).
+    Where templates overlap (``/api/videos/generate`` and ``/api/videos/{id}``), the
+    one with the fewest parameters is the one routed to. None: not a documented path.
+    """
+    path = request.url.path
+    matches: list[tuple[int, set[str]]] = []
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        parts = re.split(r"\{[^/{}]+\}", template)
+        pattern = "[^/]+".join(re.escape(part) for part in parts)
+        if re.fullmatch(pattern, path):
+            matches.append((len(parts), {method.upper() for method in operations}))
+    if not matches:
+        return None
+    fewest = min(count for count, _ in matches)
+    methods = set().union(*(found for count, found in matches if count == fewest))
+    if "GET" in methods:
+        methods.add("HEAD")  # Starlette answers HEAD wherever it answers GET
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_ours(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ReelforgeError)  # noqa: S101
@@ -109,11 +140,15 @@ def install_error_handlers(app: FastAPI) -> None:
         err = invalid_request_from_errors(list(exc.errors()))
         return error_response(400, err.code, err.message, err.param)
 
-    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message: Any = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return error_response(exc.status_code, code, message, **(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        allow = allowed_methods(request) if exc.status_code == 405 else None
+        if allow is not None:
+            headers["Allow"] = allow
+        return error_response(exc.status_code, code, message, **headers)
 
     async def on_redis_down(_: Request, exc: Exception) -> JSONResponse:
         log.warning("redis unavailable", error=str(exc))

@@ -68,7 +68,7 @@ def openai_error_type(status: int) -> str:
 class ImageReference(BaseModel):
     """``ImageRefParam``: exactly one of ``image_url`` (a data URL here) or ``file_id``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     image_url: str | None = Field(default=None, max_length=_MAX_IMAGE_URL_CHARS)
     file_id: str | None = Field(default=None, max_length=256)
@@ -81,7 +81,7 @@ class CreateVideoBody(BaseModel):
     ``input_reference`` is the JSON object form.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     prompt: str = Field(min_length=1, max_length=_MAX_PROMPT_CHARS)
     model: str = Field(default=DEFAULT_OPENAI_MODEL, max_length=128)
@@ -93,7 +93,7 @@ class CreateVideoBody(BaseModel):
 class RemixVideoBody(BaseModel):
     """``CreateVideoRemixBody``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     prompt: str = Field(min_length=1, max_length=_MAX_PROMPT_CHARS)
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from reelforge.links import LinkSigner
-from reelforge.models import VideoStatus
+from reelforge.models import Seed, VideoStatus
 from reelforge.store import VideoRecord
 
 __all__ = [
+    "VIDEO_ID_PATTERN",
     "DeletedVideo",
     "ErrorBody",
     "ErrorResponse",
@@ -20,20 +22,54 @@ __all__ = [
     "VideoList",
     "VideoObject",
     "VideoStatusObject",
+    "error_responses",
     "present_status",
     "present_video",
 ]
 
 
+# What :func:`reelforge.store.is_valid_video_id` accepts, for the OpenAPI document.
+VIDEO_ID_PATTERN: Final = "^video_[0-9a-f]{24}$"
+
+
 class ErrorBody(BaseModel):
-    code: str
+    code: str = Field(description="machine-readable: switch on this, not on the message")
     message: str
-    param: str | None = None
+    param: str | None = Field(description="the field or parameter at fault, if one is")
+    type: str = Field(description="OpenAI-style class: invalid_request_error, server_error…")
     rule: str | None = None  # prompt_rejected: the id of the policy rule that matched
 
 
 class ErrorResponse(BaseModel):
+    """Every error answer: ``{"error": {"code", "message", "param", "type"}}``."""
+
     error: ErrorBody
+
+
+_ERROR_DESCRIPTIONS: Final[Mapping[int, str]] = {
+    400: "Malformed request; `error.code` names the problem (e.g. `invalid_id`)",
+    401: "An API key is needed (`missing_api_key`) or it is not valid (`invalid_api_key`)",
+    402: "The tenant's monthly budget cannot cover the estimate (`budget_exceeded`)",
+    403: "A signed link that was tampered with or has expired (`invalid_link`, `link_expired`)",
+    404: "No such video (or cursor) for this tenant",
+    409: "The video's state forbids it (e.g. `video_not_ready`), or an "
+    "`Idempotency-Key` was reused with another body",
+    413: "Request body too large (`body_too_large`)",
+    416: "Range not satisfiable",
+    429: "A quota or the API key's create rate limit; retry after `Retry-After` seconds",
+    503: "The job store (Redis) is unreachable; retry after `Retry-After` seconds",
+}
+
+
+def error_responses(
+    *statuses: int, model: type[BaseModel] = ErrorResponse
+) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of a route for the error statuses it can answer; every such
+    route also answers 401 once API keys exist."""
+    return {
+        status: {"model": model, "description": _ERROR_DESCRIPTIONS[status]}
+        for status in sorted({401, *statuses})
+    }
 
 
 class VideoFile(BaseModel):
@@ -48,6 +84,11 @@ class VideoFile(BaseModel):
     grid: dict[str, Any] | None = None
 
 
+_SEQ_DOC: Final = (
+    "seq of the video's latest event: subscribe with ?after=seq to get only newer events"
+)
+
+
 class VideoStatusObject(BaseModel):
     id: str
     object: Literal["video.status"] = "video.status"
@@ -57,6 +98,7 @@ class VideoStatusObject(BaseModel):
     waiting_for: str | None = None
     error: dict[str, Any] | None = None
     updated_at: str
+    seq: int = Field(description=_SEQ_DOC)
 
 
 class VideoObject(BaseModel):
@@ -91,6 +133,7 @@ class VideoObject(BaseModel):
     links: dict[str, str]
     webhook_url: str | None = None
     webhook_deliveries: list[dict[str, Any]] = Field(default_factory=list)
+    seq: int = Field(description=_SEQ_DOC)
 
 
 class VideoList(BaseModel):
@@ -109,9 +152,10 @@ class DeletedVideo(BaseModel):
 class RegenerateRequest(BaseModel):
     """Optional overrides for a regenerate; everything else comes from the original."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: the body is JSON, so a seed is a number, never "7".
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    seed: Seed | None = None
     prompt: str | None = None
     provider: str | None = Field(default=None, min_length=1, max_length=64)
 
@@ -129,6 +173,7 @@ def present_status(rec: VideoRecord) -> VideoStatusObject:
         waiting_for=rec.waiting_for,
         error=rec.error,
         updated_at=_iso(rec.updated_at) or "",
+        seq=rec.seq,
     )
 
 
@@ -182,6 +227,7 @@ def present_video(rec: VideoRecord, links: LinkSigner) -> VideoObject:
         },
         webhook_url=rec.request.webhook_url,
         webhook_deliveries=rec.webhook_deliveries,
+        seq=rec.seq,
     )
 
 

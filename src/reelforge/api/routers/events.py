@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Final
 
@@ -21,7 +22,7 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect
 
 from reelforge.api.deps import HubDep, RuntimeDep, VideoId, record_by_link_or_key
-from reelforge.api.schemas import ErrorResponse
+from reelforge.api.schemas import error_responses
 from reelforge.errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -33,7 +34,14 @@ from reelforge.events import EventHub, EventHubClosedError, SlowSubscriberError,
 from reelforge.runtime import Runtime
 from reelforge.store import is_valid_video_id
 
-__all__ = ["KEEPALIVE_SECONDS", "format_sse", "parse_after", "router", "sse_stream"]
+__all__ = [
+    "AFTER_PATTERN",
+    "KEEPALIVE_SECONDS",
+    "format_sse",
+    "parse_after",
+    "router",
+    "sse_stream",
+]
 
 log = structlog.get_logger("reelforge.api.events")
 
@@ -52,19 +60,21 @@ WS_UNAUTHORIZED: Final = 4401
 WS_FORBIDDEN: Final = 4403
 WS_NOT_FOUND: Final = 4404
 
+# A seq as clients send it back: plain digits, at most 19 (Redis stream ids are 64-bit).
+AFTER_PATTERN: Final = "^[0-9]{1,19}$"
+
 
 def parse_after(value: str | None, *, param: str = "after") -> int:
     """A client's resume point: a non-negative integer seq, 0 when absent."""
-    if value is None or not value.strip():
+    if value is None:
         return 0
-    text = value.strip()
-    if not text.isascii() or not text.isdigit():
+    if not re.fullmatch(AFTER_PATTERN, value):
         raise InvalidRequestError(
             f"{param} must be an integer >= 0 (the seq of the last event received)",
             code="invalid_after",
             param=param,
         )
-    return int(text)
+    return int(value)
 
 
 def format_sse(event: StreamEvent) -> bytes:
@@ -102,10 +112,7 @@ async def sse_stream(
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "the event stream"},
-        400: {"model": ErrorResponse},
-        401: {"model": ErrorResponse},
-        403: {"model": ErrorResponse},
-        404: {"model": ErrorResponse},
+        **error_responses(400, 403, 404, 503),
     },
 )
 async def stream_video_events(
@@ -114,19 +121,29 @@ async def stream_video_events(
     rt: RuntimeDep,
     hub: HubDep,
     after: Annotated[
-        str | None, Query(description="replay events with a seq greater than this")
+        str | None,
+        Query(
+            description="replay events with a seq greater than this (a video's `seq`)",
+            json_schema_extra={"pattern": AFTER_PATTERN},
+        ),
     ] = None,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    expires: Annotated[str | None, Query(max_length=16)] = None,
-    sig: Annotated[str | None, Query(max_length=64)] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="what EventSource sends on reconnect; wins over `after`",
+            json_schema_extra={"pattern": "^[0-9]{0,19}$"},
+        ),
+    ] = None,
+    expires: Annotated[str | None, Query(max_length=16, description="of a signed link")] = None,
+    sig: Annotated[str | None, Query(max_length=64, description="of a signed link")] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: replay after ``Last-Event-ID`` (else ``?after``), then live.
 
     Opens with an API key, or without one through the signed ``links.events``."""
-    if last_event_id is not None and last_event_id.strip():
+    start = parse_after(after)  # checked even when the header wins
+    if last_event_id:
         start = parse_after(last_event_id, param="Last-Event-ID")
-    else:
-        start = parse_after(after)
     # Before the stream starts, so a missing video is a JSON 404, not an empty stream.
     await record_by_link_or_key(request, rt, video_id, "events", expires, sig)
     return StreamingResponse(

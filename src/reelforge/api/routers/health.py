@@ -25,7 +25,13 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        200: {"description": "Ready: Redis, storage and a worker all answer"},
+        503: {"description": "Not ready; `checks` says which part is missing"},
+    },
+)
 async def readyz(rt: RuntimeDep) -> JSONResponse:
     """Ready when Redis answers, storage is writable and a worker beat recently."""
     checks: dict[str, Any] = {}
@@ -61,7 +67,16 @@ async def readyz(rt: RuntimeDep) -> JSONResponse:
     )
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(rt: RuntimeDep) -> Response:
     depth = await rt.queues.depth()
     body = await render_metrics(

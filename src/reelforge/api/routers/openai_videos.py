@@ -26,13 +26,13 @@ import secrets
 from typing import Annotated, Any, Final, Literal, TypeVar
 
 import httpx
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reelforge.api.deps import CreateRateLimit, CurrentOwner, RuntimeDep
+from reelforge.api.deps import CreateRateLimit, CurrentOwner, IdempotencyKey, RuntimeDep
 from reelforge.api.files import serve_file
 from reelforge.api.openai_schemas import (
     OPENAI_MODEL_METADATA_KEY,
@@ -45,6 +45,12 @@ from reelforge.api.openai_schemas import (
     RemixVideoBody,
     present_openai_video,
 )
+from reelforge.api.openapi import (
+    IMAGE_DATA_URL_FORMAT,
+    IMAGE_MEDIA_TYPES,
+    prompt_schema,
+)
+from reelforge.api.schemas import VIDEO_ID_PATTERN, error_responses
 from reelforge.errors import InvalidRequestError, NotFoundError, UnreadableMediaError
 from reelforge.media.ffmpeg import atomic_output
 from reelforge.media.image import decode_image, encode_png, fit_image
@@ -62,22 +68,14 @@ __all__ = [
     "router",
 ]
 
-router = APIRouter(
-    prefix="/v1",
-    tags=["openai"],
-    responses={
-        400: {"model": OpenAIError},
-        401: {"model": OpenAIError},
-        404: {"model": OpenAIError},
-        409: {"model": OpenAIError},
-        503: {"model": OpenAIError},
-    },
-)
+router = APIRouter(prefix="/v1", tags=["openai"])
 
-_CREATE_REFUSALS: dict[int | str, dict[str, Any]] = {
-    402: {"model": OpenAIError, "description": "budget_exceeded"},
-    429: {"model": OpenAIError, "description": "a quota or the key's rate limit"},
-}
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return error_responses(*statuses, model=OpenAIError)
+
+
+_CREATE_REFUSALS = _errors(402, 429)
 
 # The largest input reference image, as uploaded (the decoded bytes of a data URL).
 MAX_INPUT_REFERENCE_BYTES: Final = 10 * 1024 * 1024
@@ -93,6 +91,10 @@ _POLL_AFTER_MAX_MS: Final = 5_000
 _MULTIPART_MAX_FIELDS: Final = 32
 
 _VARIANT_FORMATS: Final = {"video": "mp4", "thumbnail": "thumbnail", "spritesheet": "spritesheet"}
+_FILE_TYPES: Final[dict[str, Any]] = {
+    media: {"schema": {"type": "string", "format": "binary"}}
+    for media in ("video/mp4", "image/jpeg", "image/webp")
+}
 # A form field naming a member of an object: ``input_reference[image_url]``.
 _NESTED_FIELD: Final = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\[([A-Za-z_][A-Za-z0-9_]*)\]")
 
@@ -115,7 +117,9 @@ BodyT = TypeVar("BodyT", bound=BaseModel)
 # -- dependencies and small HTTP helpers -------------------------------------------
 
 
-async def _video_id(video_id: Annotated[str, Path()]) -> str:
+async def _video_id(
+    video_id: Annotated[str, Path(json_schema_extra={"pattern": VIDEO_ID_PATTERN})],
+) -> str:
     # OpenAI answers any id it does not have with 404, whatever its shape; the
     # native API's 400 for a malformed id would surprise its clients.
     if not is_valid_video_id(video_id):
@@ -380,10 +384,12 @@ _UNSUPPORTED: Final = (
 )
 
 
+# Left out of the OpenAPI document: it lists what the server does, and these only
+# tell an SDK user, in OpenAI's error shape, that reelforge does not do this.
 _UNSUPPORTED_ROUTE: Final[dict[str, Any]] = {
     "response_model": None,
     "status_code": 400,
-    "response_description": "Always: reelforge does not support this endpoint",
+    "include_in_schema": False,
 }
 
 
@@ -438,15 +444,43 @@ def _inline_defs(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _create_body_doc() -> dict[str, Any]:
-    """The create body for the docs: JSON, or a form whose input_reference may be a file."""
+    """The create body for the docs: JSON (input_reference a data: URL) or a form
+    (input_reference an uploaded image file). ``model`` gets its enum per app."""
     json_schema = _inline_defs(CreateVideoBody.model_json_schema())
     properties = json_schema["properties"]
+    properties["prompt"] = prompt_schema()
+    properties["input_reference"] = {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {
+                    "image_url": {
+                        "type": "string",
+                        "format": IMAGE_DATA_URL_FORMAT,
+                        "pattern": "^data:image/[^;,]*;base64,",
+                        "maxLength": properties["input_reference"]["anyOf"][0]["properties"][
+                            "image_url"
+                        ]["anyOf"][0]["maxLength"],
+                        "description": "a base64 data: URL of a PNG, JPEG or WebP image "
+                        f"of at most {MAX_INPUT_REFERENCE_BYTES // 2**20} MiB; "
+                        "http(s) URLs and file_id are not taken",
+                    }
+                },
+                "required": ["image_url"],
+                "additionalProperties": False,
+            },
+            {"type": "null"},
+        ]
+    }
     form_schema = {
         **json_schema,
         "properties": {
             **properties,
             "input_reference": {
-                "oneOf": [{"type": "string", "format": "binary"}, properties["input_reference"]]
+                "type": "string",
+                "format": "binary",
+                "description": "a PNG, JPEG or WebP image file, at most "
+                f"{MAX_INPUT_REFERENCE_BYTES // 2**20} MiB",
             },
         },
     }
@@ -455,8 +489,27 @@ def _create_body_doc() -> dict[str, Any]:
             "required": True,
             "content": {
                 "application/json": {"schema": json_schema},
-                "multipart/form-data": {"schema": form_schema},
+                "multipart/form-data": {
+                    "schema": form_schema,
+                    "encoding": {"input_reference": {"contentType": ", ".join(IMAGE_MEDIA_TYPES)}},
+                },
             },
+        }
+    }
+
+
+def _remix_body_doc() -> dict[str, Any]:
+    # The SDK sends JSON; a form with the same field is taken too, undocumented.
+    schema = {
+        "type": "object",
+        "properties": {"prompt": prompt_schema()},
+        "required": ["prompt"],
+        "additionalProperties": False,
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schema}},
         }
     }
 
@@ -464,16 +517,16 @@ def _create_body_doc() -> dict[str, Any]:
 @router.post(
     "/videos",
     response_model=OpenAIVideo,
-    openapi_extra=_create_body_doc(),
     dependencies=[CreateRateLimit],
-    responses=_CREATE_REFUSALS,
+    responses={**_errors(400, 409, 413, 503), **_CREATE_REFUSALS},
+    openapi_extra=_create_body_doc(),
 )
 async def create_openai_video(
     request: Request,
     response: Response,
     rt: RuntimeDep,
     owner: CurrentOwner,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> OpenAIVideo:
     """Queue a video; answers 200 with the ``VideoResource`` (OpenAI's code, not 202).
 
@@ -521,13 +574,19 @@ async def create_openai_video(
     return _present(rt, record, response)
 
 
-@router.get("/videos", response_model=OpenAIVideoList)
+@router.get("/videos", response_model=OpenAIVideoList, responses=_errors(400, 404, 503))
 async def list_openai_videos(
     rt: RuntimeDep,
     owner: CurrentOwner,
     limit: Annotated[int, Query(ge=0, le=100)] = 20,
     order: Literal["asc", "desc"] = "desc",
-    after: Annotated[str | None, Query(max_length=128)] = None,
+    after: Annotated[
+        str | None,
+        Query(
+            max_length=128,
+            description="the `last_id` of the previous page; 404 once that video is gone",
+        ),
+    ] = None,
 ) -> OpenAIVideoList:
     """A page of videos, newest first unless ``order=asc``; ``after`` is the last id seen."""
     records, has_more = await rt.store.page(
@@ -542,7 +601,7 @@ async def list_openai_videos(
     )
 
 
-@router.get("/videos/{video_id}", response_model=OpenAIVideo)
+@router.get("/videos/{video_id}", response_model=OpenAIVideo, responses=_errors(404, 503))
 async def retrieve_openai_video(
     video_id: OpenAIVideoId, response: Response, rt: RuntimeDep, owner: CurrentOwner
 ) -> OpenAIVideo:
@@ -550,7 +609,7 @@ async def retrieve_openai_video(
     return _present(rt, await rt.store.get(video_id, owner=owner), response)
 
 
-@router.delete("/videos/{video_id}", response_model=OpenAIDeletedVideo)
+@router.delete("/videos/{video_id}", response_model=OpenAIDeletedVideo, responses=_errors(404, 503))
 async def delete_openai_video(
     video_id: OpenAIVideoId, rt: RuntimeDep, owner: CurrentOwner
 ) -> OpenAIDeletedVideo:
@@ -563,9 +622,9 @@ async def delete_openai_video(
     "/videos/{video_id}/content",
     response_class=FileResponse,
     responses={
-        200: {"content": {"video/mp4": {}, "image/jpeg": {}, "image/webp": {}}},
-        206: {"description": "Partial content (Range)"},
-        416: {"description": "Range not satisfiable"},
+        200: {"content": _FILE_TYPES, "description": "The file"},
+        206: {"content": _FILE_TYPES, "description": "Partial content (Range)"},
+        **_errors(400, 404, 416, 503),
     },
 )
 async def download_openai_video_content(
@@ -590,7 +649,8 @@ async def download_openai_video_content(
     "/videos/{video_id}/remix",
     response_model=OpenAIVideo,
     dependencies=[CreateRateLimit],
-    responses=_CREATE_REFUSALS,
+    responses={**_errors(400, 404, 413, 503), **_CREATE_REFUSALS},
+    openapi_extra=_remix_body_doc(),
 )
 async def remix_openai_video(
     video_id: OpenAIVideoId,

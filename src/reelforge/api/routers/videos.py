@@ -5,50 +5,50 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import FileResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reelforge.api.deps import (
     CreateRateLimit,
     CurrentOwner,
+    IdempotencyKey,
     RuntimeDep,
     StoreDep,
     VideoId,
     record_by_link_or_key,
 )
 from reelforge.api.files import serve_file
+from reelforge.api.openapi import generation_request_schema, json_body
 from reelforge.api.schemas import (
+    VIDEO_ID_PATTERN,
     DeletedVideo,
-    ErrorResponse,
     RegenerateRequest,
     VideoList,
     VideoObject,
     VideoStatusObject,
+    error_responses,
     present_status,
     present_video,
 )
 from reelforge.errors import ConflictError, InvalidRequestError, NotFoundError
-from reelforge.models import GenerationRequest, VideoStatus, parse_generation_request
+from reelforge.models import VideoStatus, parse_generation_request
+from reelforge.store import is_valid_video_id
 from reelforge.videos import cancel_video, create_video, delete_video, regenerate_video
 
 __all__ = ["router"]
 
-router = APIRouter(
-    prefix="/api/videos",
-    tags=["videos"],
-    responses={
-        400: {"model": ErrorResponse},
-        401: {"model": ErrorResponse},
-        404: {"model": ErrorResponse},
-        409: {"model": ErrorResponse},
-        503: {"model": ErrorResponse},
-    },
-)
+router = APIRouter(prefix="/api/videos", tags=["videos"])
 
-_CREATE_REFUSALS: dict[int | str, dict[str, Any]] = {
-    402: {"model": ErrorResponse, "description": "budget_exceeded"},
-    429: {"model": ErrorResponse, "description": "a quota or the key's rate limit"},
+_FILE_TYPES: dict[str, Any] = {
+    media: {"schema": {"type": "string", "format": "binary"}}
+    for media in ("video/mp4", "video/webm", "image/jpeg", "image/webp")
 }
+_LOCATION = {
+    "Location": {"description": "the new video's URL", "schema": {"type": "string"}},
+}
+
+_CREATE_REFUSALS = error_responses(402, 429)
 
 
 async def _json_body(request: Request) -> Any:
@@ -66,24 +66,24 @@ async def _json_body(request: Request) -> Any:
     status_code=202,
     response_model=VideoObject,
     dependencies=[CreateRateLimit],
-    responses=_CREATE_REFUSALS,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": GenerationRequest.model_json_schema()}},
-        }
+    response_description="Queued (or, for a repeated Idempotency-Key, the first video)",
+    responses={
+        202: {"headers": _LOCATION},
+        **error_responses(400, 409, 413, 503),
+        **_CREATE_REFUSALS,
     },
+    openapi_extra=json_body(generation_request_schema()),
 )
 async def generate_video(
     request: Request,
     response: Response,
     rt: RuntimeDep,
     owner: CurrentOwner,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> VideoObject:
     """Queue a new video. Answers 202 with the video and its ``Location``."""
     body = await _json_body(request)
-    req = parse_generation_request(body)
+    req = parse_generation_request(body, strict=True)
     record, created = await create_video(
         rt, req, owner=owner, idempotency_key=idempotency_key, client_body=body
     )
@@ -93,15 +93,39 @@ async def generate_video(
     return present_video(record, rt.links)
 
 
-@router.get("", response_model=VideoList)
+@router.api_route(
+    "/generate",
+    methods=["GET", "DELETE"],
+    include_in_schema=False,
+)
+async def generate_with_another_method() -> None:
+    """A 405, not ``/{video_id}`` taking "generate" for a malformed id (a 400)."""
+    raise StarletteHTTPException(405)
+
+
+@router.get("", response_model=VideoList, responses=error_responses(400, 404, 503))
 async def list_videos(
     rt: RuntimeDep,
     owner: CurrentOwner,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    after: Annotated[str | None, Query(max_length=64)] = None,
+    after: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="the `next_cursor` of the previous page (a video id); "
+            "404 `cursor_not_found` once that video is gone",
+            json_schema_extra={"pattern": VIDEO_ID_PATTERN},
+        ),
+    ] = None,
     status: VideoStatus | None = None,
 ) -> VideoList:
     """Newest first; pass ``next_cursor`` as ``after`` for the next page."""
+    if after is not None and not is_valid_video_id(after):
+        raise InvalidRequestError(
+            f"after must be a video id (a next_cursor), not {after!r}",
+            code="invalid_cursor",
+            param="after",
+        )
     records, has_more = await rt.store.page(owner, limit=limit, after=after, status=status)
     return VideoList(
         data=[present_video(r, rt.links) for r in records],
@@ -110,14 +134,18 @@ async def list_videos(
     )
 
 
-@router.get("/status/{video_id}", response_model=VideoStatusObject)
+@router.get(
+    "/status/{video_id}",
+    response_model=VideoStatusObject,
+    responses=error_responses(400, 404, 503),
+)
 async def video_status(
     video_id: VideoId, store: StoreDep, owner: CurrentOwner
 ) -> VideoStatusObject:
     return present_status(await store.get(video_id, owner=owner))
 
 
-@router.get("/{video_id}", response_model=VideoObject)
+@router.get("/{video_id}", response_model=VideoObject, responses=error_responses(400, 404, 503))
 async def get_video(video_id: VideoId, rt: RuntimeDep, owner: CurrentOwner) -> VideoObject:
     return present_video(await rt.store.get(video_id, owner=owner), rt.links)
 
@@ -127,7 +155,11 @@ async def get_video(video_id: VideoId, rt: RuntimeDep, owner: CurrentOwner) -> V
     status_code=202,
     response_model=VideoObject,
     dependencies=[CreateRateLimit],
-    responses=_CREATE_REFUSALS,
+    responses={
+        202: {"headers": _LOCATION},
+        **error_responses(400, 404, 413, 503),
+        **_CREATE_REFUSALS,
+    },
 )
 async def regenerate(
     video_id: VideoId,
@@ -145,7 +177,15 @@ async def regenerate(
     return present_video(record, rt.links)
 
 
-@router.post("/{video_id}/cancel", response_model=VideoObject)
+@router.post(
+    "/{video_id}/cancel",
+    response_model=VideoObject,
+    response_description="Cancelled (or it already was)",
+    responses={
+        202: {"model": VideoObject, "description": "Cancel requested; its worker stops it"},
+        **error_responses(400, 404, 409, 503),
+    },
+)
 async def cancel(
     video_id: VideoId, rt: RuntimeDep, owner: CurrentOwner, response: Response
 ) -> VideoObject:
@@ -156,7 +196,7 @@ async def cancel(
     return present_video(record, rt.links)
 
 
-@router.delete("/{video_id}", response_model=DeletedVideo)
+@router.delete("/{video_id}", response_model=DeletedVideo, responses=error_responses(400, 404, 503))
 async def delete(video_id: VideoId, rt: RuntimeDep, owner: CurrentOwner) -> DeletedVideo:
     await delete_video(rt, video_id, owner=owner)
     return DeletedVideo(id=video_id)
@@ -166,10 +206,9 @@ async def delete(video_id: VideoId, rt: RuntimeDep, owner: CurrentOwner) -> Dele
     "/{video_id}/content",
     response_class=FileResponse,
     responses={
-        200: {"content": {"video/mp4": {}, "video/webm": {}, "image/jpeg": {}}},
-        206: {"description": "Partial content (Range)"},
-        403: {"model": ErrorResponse, "description": "a tampered or expired signed link"},
-        416: {"description": "Range not satisfiable"},
+        200: {"content": _FILE_TYPES, "description": "The file"},
+        206: {"content": _FILE_TYPES, "description": "Partial content (Range)"},
+        **error_responses(400, 403, 404, 409, 416, 503),
     },
 )
 async def content(
