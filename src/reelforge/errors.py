@@ -29,6 +29,7 @@ these at one boundary each; nothing above that boundary sees a foreign exception
     │   ├── StorageUnavailableError     storage_unavailable (retryable: the store is unreachable)
     │   └── StorageFullError            storage_full       (no space left; retryable elsewhere)
     ├── JobCancelledError               cancelled
+    ├── WorkerLostError                 worker_lost        (every worker on the job died)
     └── ServiceUnavailableError         service_unavailable
 """
 
@@ -61,6 +62,7 @@ __all__ = [
     "StorageUnavailableError",
     "UnknownProviderError",
     "UnreadableMediaError",
+    "WorkerLostError",
 ]
 
 
@@ -220,6 +222,12 @@ class StorageFullError(StorageError):
 
 class JobCancelledError(ReelforgeError):
     code = "cancelled"
+
+
+class WorkerLostError(ReelforgeError):
+    """The job's workers kept dying (``max_worker_restarts``): our fault, not a provider's."""
+
+    code = "worker_lost"
 
 
 class ServiceUnavailableError(ReelforgeError):

@@ -121,6 +121,7 @@ class LocalProvider:
             # negative prompt) and takes any length.
             max_prompt_length=None,
             negative_prompt=False,
+            in_process=True,
         )
 
     def _output_path(self, remote_id: str) -> Path:
@@ -225,14 +226,17 @@ class LocalProvider:
         return dest
 
     async def cancel(self, remote_id: str) -> None:
-        self._output_path(remote_id)  # validates the id
+        output = self._output_path(remote_id)  # validates the id
         job = self._jobs.get(remote_id)
-        if job is None or job.task is None or job.state.is_terminal:
-            return  # nothing running: cancelling is idempotent
-        job.task.cancel()
-        # Return only once ffmpeg is dead and the partial output removed.
-        await asyncio.wait([job.task])
-        job.state = RemoteState.CANCELLED
+        if job is not None and job.task is not None and not job.state.is_terminal:
+            job.task.cancel()
+            # Return only once ffmpeg is dead and the partial output removed.
+            await asyncio.wait([job.task])
+            job.state = RemoteState.CANCELLED
+        # A cancelled job's result is discarded, also one rendered by a process that
+        # has since died: nothing of a cancelled or deleted video stays on disk.
+        if job is None or job.state is RemoteState.CANCELLED:
+            output.unlink(missing_ok=True)
 
     async def aclose(self) -> None:
         tasks = [job.task for job in self._jobs.values() if job.task and not job.task.done()]
