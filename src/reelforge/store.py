@@ -236,7 +236,7 @@ class TransitionResult:
 _TRANSITION_LUA = """
 local rec, stream, active = KEYS[1], KEYS[2], KEYS[3]
 local p = cjson.decode(ARGV[1])
-if redis.call('EXISTS', rec) == 0 then return {0, 0, '', ''} end
+if redis.call('HEXISTS', rec, 'id') == 0 then return {0, 0, '', ''} end
 local cur = redis.call('HMGET', rec, 'status', 'stage', 'progress', 'seq',
                        'stage_started_at', 'stage_durations', 'id')
 local status, stage, progress, seq = cur[1], cur[2], tonumber(cur[3]), tonumber(cur[4])
@@ -279,17 +279,18 @@ end
 return {1, seq, new_status, new_stage}
 """
 
-# The guarded writes below all start like the transition: no record, no write.
+# The guarded writes below all start like the transition: no record (a hash with an
+# ``id``), no write; a partial hash left by an older version gets nothing added.
 # KEYS: record. ARGV: fields JSON {name: string}.
 _SET_FIELDS_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'id') == 0 then return 0 end
 for k, v in pairs(cjson.decode(ARGV[1])) do redis.call('HSET', KEYS[1], k, v) end
 return 1
 """
 
 # KEYS: record. ARGV: field, seconds.
 _ADD_TIMING_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'id') == 0 then return 0 end
 redis.call('HINCRBYFLOAT', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
@@ -299,7 +300,7 @@ return 1
 # mid-turn (a clean turn clears it): count a worker restart on a live record.
 _CLAIM_TURN_LUA = """
 local rec = KEYS[1]
-if redis.call('EXISTS', rec) == 0 then return {0, 0, 0} end
+if redis.call('HEXISTS', rec, 'id') == 0 then return {0, 0, 0} end
 local prev = redis.call('HGET', rec, ARGV[1])
 local restarts = tonumber(redis.call('HGET', rec, 'worker_restarts') or '0') or 0
 local orphaned = 0
@@ -435,7 +436,8 @@ class VideoStore:
         return record
 
     async def exists(self, video_id: str) -> bool:
-        return bool(await self.redis.exists(self.keys.video(video_id)))
+        """Whether a whole record is stored (a partial hash is not one)."""
+        return bool(await self.redis.hexists(self.keys.video(video_id), "id"))
 
     async def page(
         self,

@@ -278,6 +278,8 @@ class _Run:
             if claim.orphaned:
                 rec = await self.resume_after_worker_loss(rec, claim.worker_restarts)
             await body(rec)
+        except _Gone:
+            raise  # the caller stops quietly
         except _Superseded as exc:
             self.log.info("superseded", reason=str(exc))
         except (_Cancelled, JobCancelledError):
