@@ -232,7 +232,7 @@ class TransitionResult:
 
 # KEYS: record, events stream, active set
 # ARGV: patch JSON {stage?, status?, progress?, fields{}, type, data{}, expect_stage?,
-#       now, events_ttl, terminal}
+#       expect_attempts?, now, events_ttl, terminal}
 _TRANSITION_LUA = """
 local rec, stream, active = KEYS[1], KEYS[2], KEYS[3]
 local p = cjson.decode(ARGV[1])
@@ -244,6 +244,14 @@ if status == 'completed' or status == 'failed' or status == 'cancelled' then
   return {0, seq, status, stage}
 end
 if p.expect_stage and p.expect_stage ~= stage then return {0, seq, status, stage} end
+if p.expect_attempts then
+  -- A stage can come round again (a restarted attempt): the attempt count tells a
+  -- stale worker's move from the current one's.
+  local attempts = redis.call('HGET', rec, 'attempts')
+  local n = 0
+  if attempts and attempts ~= '' then n = #cjson.decode(attempts) end
+  if n ~= p.expect_attempts then return {0, seq, status, stage} end
+end
 local new_progress = progress
 if p.progress and p.progress > progress then new_progress = p.progress end
 local new_stage = p.stage or stage
@@ -497,11 +505,13 @@ class VideoStore:
         event: str = "stage",
         data: dict[str, Any] | None = None,
         expect_stage: Stage | None = None,
+        expect_attempts: int | None = None,
     ) -> TransitionResult:
         """Apply one state-machine step atomically and emit its event.
 
         ``fields`` are extra record fields (JSON-encoded unless strings). Nothing is
-        applied to a terminal record, or when ``expect_stage`` does not match.
+        applied to a terminal record, or when ``expect_stage`` or ``expect_attempts``
+        (the number of attempts stored) does not match.
         """
         status = STAGE_STATUS[stage] if stage is not None else None
         patch: dict[str, Any] = {
@@ -521,6 +531,8 @@ class VideoStore:
             patch["progress"] = max(0, min(100, progress))
         if expect_stage is not None:
             patch["expect_stage"] = expect_stage.value
+        if expect_attempts is not None:
+            patch["expect_attempts"] = expect_attempts
         if status is not None and status.is_terminal:
             patch["fields"]["completed_at"] = repr(patch["now"])
         applied, seq, new_status, new_stage = await self._transition(

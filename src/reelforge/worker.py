@@ -169,7 +169,12 @@ class _Run:
 
     async def move(self, rec: VideoRecord, stage: Stage, **kw: Any) -> VideoRecord:
         result = await self.rt.store.transition(
-            self.video_id, stage=stage, progress=_PROGRESS.get(stage), expect_stage=rec.stage, **kw
+            self.video_id,
+            stage=stage,
+            progress=_PROGRESS.get(stage),
+            expect_stage=rec.stage,
+            expect_attempts=len(rec.attempts),
+            **kw,
         )
         if not result.applied:
             if result.status is None:

@@ -166,3 +166,14 @@ async def test_deleting_a_malformed_record_removes_it(runtime: Runtime) -> None:
     assert await runtime.store.delete(record.id, owner="default") is None
     assert await runtime.redis.exists(runtime.keys.video(record.id)) == 0
     assert await runtime.redis.zscore(runtime.keys.owner_index("default"), record.id) is None
+
+
+async def test_a_move_expecting_another_attempt_count_is_not_applied(runtime: Runtime) -> None:
+    record, _ = await runtime.store.create(_record())
+    stale = await runtime.store.transition(
+        record.id, stage=Stage.SUBMITTING, expect_stage=Stage.QUEUED, expect_attempts=1
+    )
+    current = await runtime.store.transition(
+        record.id, stage=Stage.SUBMITTING, expect_stage=Stage.QUEUED, expect_attempts=0
+    )
+    assert (stale.applied, current.applied) == (False, True)
