@@ -40,6 +40,8 @@ from tests.service import free_port, service_env, spawn, stop
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 SETTLE_SECONDS = 90.0
+# The local provider renders, transcodes and checks every video on this machine.
+_SETTLE_SECONDS = {"emulator": SETTLE_SECONDS, "local": 180.0}
 SUBMIT_GIVE_UP_SECONDS = 60.0
 
 
@@ -251,11 +253,11 @@ async def _chaos(
 async def _settle(
     client: httpx.AsyncClient, ids: list[str], children: _Children, report: ChaosReport
 ) -> dict[str, dict[str, Any]]:
-    """Poll until every video is terminal (or gone), up to SETTLE_SECONDS."""
+    """Poll until every video is terminal (or gone), up to the provider's settle time."""
     final: dict[str, dict[str, Any]] = {}
     missing: set[str] = set()
     started = time.monotonic()
-    deadline = started + SETTLE_SECONDS
+    deadline = started + _SETTLE_SECONDS[report.provider]
     pending = list(ids)
     while pending and time.monotonic() < deadline:
         children.revive()
