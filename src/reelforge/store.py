@@ -323,6 +323,12 @@ redis.call('HSET', rec, ARGV[1], ARGV[2])
 return {1, orphaned, restarts}
 """
 
+# KEYS: record. Returns the new count (0: no record).
+_COUNT_RESTART_LUA = """
+if redis.call('HEXISTS', KEYS[1], 'id') == 0 then return 0 end
+return redis.call('HINCRBY', KEYS[1], 'worker_restarts', 1)
+"""
+
 # KEYS: record. ARGV: turn field, holder.
 _RELEASE_TURN_LUA = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
@@ -369,6 +375,7 @@ class VideoStore:
         self._add_timing = redis.register_script(_ADD_TIMING_LUA)
         self._claim_turn = redis.register_script(_CLAIM_TURN_LUA)
         self._release_turn = redis.register_script(_RELEASE_TURN_LUA)
+        self._count_restart = redis.register_script(_COUNT_RESTART_LUA)
 
     def _parse(self, video_id: str, raw: dict[str, str]) -> VideoRecord | None:
         """The record in ``raw``, or None (logged) when the hash is not a whole record."""
@@ -571,6 +578,10 @@ class VideoStore:
         if not exists:
             return None
         return TurnClaim(orphaned=bool(orphaned), worker_restarts=int(restarts))
+
+    async def count_worker_restart(self, video_id: str) -> int:
+        """Count one more worker restart (a job lost with its worker); returns the total."""
+        return int(await self._count_restart(keys=[self.keys.video(video_id)]))
 
     async def release_turn(self, video_id: str, queue: str, holder: str) -> None:
         """The turn ended cleanly (never creates the record)."""

@@ -48,6 +48,7 @@ from reelforge.errors import (
     ProviderModerationError,
     ProviderRejectedError,
     ReelforgeError,
+    RemoteJobLostError,
     WorkerLostError,
 )
 from reelforge.media.compare import check_conversion
@@ -322,11 +323,15 @@ class _Run:
         except _Gone:
             await self.abandon()
 
-    async def resume_after_worker_loss(self, rec: VideoRecord, restarts: int) -> VideoRecord:
-        """The previous turn's worker died: fail once that happened too often."""
+    def check_worker_restarts(self, restarts: int) -> None:
+        """A worker died on this video: fail it once that happened too often."""
         self.log.warning("worker lost mid-turn; resuming", worker_restarts=restarts)
         if restarts > self.rt.settings.max_worker_restarts:
             raise WorkerLostError(f"the video's worker stopped {restarts} times before it finished")
+
+    async def resume_after_worker_loss(self, rec: VideoRecord, restarts: int) -> VideoRecord:
+        """The previous turn's worker died; this turn carries on from the record."""
+        self.check_worker_restarts(restarts)
         return rec
 
 
@@ -377,20 +382,47 @@ class _GenerationRun(_Run):
                         await self.rt.queues.enqueue_for_stage(self.video_id, Stage.PROCESSING)
                     return
             except ProviderError as exc:
-                rec = await self.retry_attempt(await self.record(), exc)
+                rec = await self.record()
+                if self.lost_with_a_worker(rec, exc):
+                    # Another turn's process (dead, or stalled and swept) held the job.
+                    restarts = await self.rt.store.count_worker_restart(self.video_id)
+                    self.check_worker_restarts(restarts)
+                    rec = await self.restart_attempt(rec)
+                else:
+                    rec = await self.retry_attempt(rec, exc)
+
+    def in_process(self, provider: str) -> bool:
+        return self.rt.provider(provider).capabilities().in_process
+
+    def lost_with_a_worker(self, rec: VideoRecord, exc: ProviderError) -> bool:
+        """An in-process provider's jobs live and die with a worker process: one that
+        is lost was lost with a worker, not by the provider."""
+        attempt = rec.current_attempt
+        return (
+            isinstance(exc, RemoteJobLostError)
+            and attempt is not None
+            and self.in_process(attempt.provider)
+        )
 
     async def resume_after_worker_loss(self, rec: VideoRecord, restarts: int) -> VideoRecord:
         """An in-process provider's job ended with the dead worker: end that attempt
         as ``worker_lost`` (it counts against no limit) and queue a fresh one."""
-        rec = await super().resume_after_worker_loss(rec, restarts)
+        self.check_worker_restarts(restarts)
         attempt = rec.current_attempt
+        # A remote job outlives our worker: resume it by polling. So does a finished
+        # render (DOWNLOADING): its file is on disk for any worker to take.
         if (
-            rec.stage not in (Stage.SUBMITTING, Stage.GENERATING)
-            or attempt is None
-            or attempt.ended_at is not None
-            or not self.rt.provider(attempt.provider).capabilities().in_process
+            rec.stage in (Stage.SUBMITTING, Stage.GENERATING)
+            and attempt is not None
+            and attempt.ended_at is None
+            and self.in_process(attempt.provider)
         ):
-            return rec  # a remote job outlives our worker: resume it by polling
+            rec = await self.restart_attempt(rec)
+        return rec
+
+    async def restart_attempt(self, rec: VideoRecord) -> VideoRecord:
+        """End the current attempt as lost with its worker; queue a fresh one."""
+        attempt = self._attempt(rec)
         await self.cancel_remote(rec)  # discards what the dead worker left on disk
         await self.rt.capacity.release(attempt.provider, self.video_id)
         attempt.ended_at = time.time()
@@ -540,7 +572,8 @@ class _GenerationRun(_Run):
     def _note_retry(self, provider: str) -> Any:
         async def note(exc: BaseException, number: int) -> None:
             code = exc.code if isinstance(exc, ReelforgeError) else type(exc).__name__
-            await self.rt.metrics.provider_error(provider, code)
+            if not (isinstance(exc, RemoteJobLostError) and self.in_process(provider)):
+                await self.rt.metrics.provider_error(provider, code)
             self.log.info("retrying provider call", code=code, try_number=number)
 
         return note

@@ -9,11 +9,14 @@ A video whose workers keep dying still ends, ``failed`` with ``worker_lost``.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from reelforge.models import Stage, parse_generation_request
+from reelforge.providers.local import local_remote_id
 from reelforge.runtime import Runtime
 from reelforge.settings import ProviderConfig, Settings
+from reelforge.store import Attempt
 from reelforge.videos import create_video
 from reelforge.worker import WorkerProcess
 from tests.service import wait_until
@@ -90,4 +93,41 @@ async def test_a_video_whose_workers_keep_dying_fails_with_worker_lost(
         await rt.close()
     assert record.stage is Stage.FAILED
     assert record.error is not None and record.error["code"] == "worker_lost"
+    assert errors == {}
+
+
+async def test_a_local_job_unknown_to_the_polling_worker_restarts_without_a_provider_error(
+    service_settings: Settings,
+) -> None:
+    """A stalled worker swept as dead leaves a turn that looks clean, while the
+    local job lived in that other process: still a worker loss, not the provider's."""
+    settings = _local(service_settings.model_copy(update={"max_attempts": 1}))
+    rt = await Runtime.open(settings)
+    worker = WorkerProcess(rt)
+    try:
+        record, _ = await create_video(rt, parse_generation_request(REQUEST), owner="default")
+        attempt = Attempt(
+            number=1,
+            provider="local",
+            idempotency_key=f"{record.id}-1",
+            started_at=time.time(),
+            remote_id=local_remote_id("rendered elsewhere"),
+        )
+        await rt.store.transition(
+            record.id, stage=Stage.GENERATING, fields={"attempts": [attempt.to_dict()]}
+        )
+        await worker.start()
+
+        async def terminal() -> bool:
+            return (await rt.store.get(record.id)).status.is_terminal
+
+        await wait_until(terminal, timeout=60, interval=0.1)
+        final = await rt.store.get(record.id)
+        errors = await rt.redis.hgetall(rt.keys.metric("provider_errors"))
+    finally:
+        await worker.stop()
+        await rt.close()
+    assert final.stage is Stage.COMPLETED, final.error
+    assert [(a.error or {}).get("code") for a in final.attempts] == ["worker_lost", None]
+    assert final.worker_restarts == 1
     assert errors == {}

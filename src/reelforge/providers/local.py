@@ -217,6 +217,8 @@ class LocalProvider:
         if state is not RemoteState.SUCCEEDED:
             raise ProviderError(f"local job {remote_id} is not finished yet ({state})")
         if not output.exists():
+            if dest.exists():  # noqa: ASYNC240 -- handed over already, by a racing turn
+                return dest
             raise RemoteJobLostError(f"the output of local job {remote_id} is gone")
         async with atomic_output(dest) as partial:
             await asyncio.to_thread(_link_or_copy, output, partial)
