@@ -385,4 +385,5 @@ def test_capabilities_come_from_the_config(settings: Settings) -> None:
         audio=True,
         image_input=True,
         cost_per_second=0.01,
+        in_process=True,  # its jobs die with the worker: a lost one is a worker loss
     )
