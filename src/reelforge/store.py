@@ -590,7 +590,7 @@ class VideoStore:
     async def delete(
         self, video_id: str, *, owner: str, providers: list[str] | tuple[str, ...] = ()
     ) -> VideoRecord | None:
-        """Remove the record, its events, its index entries and its provider leases.
+        """Remove the record, its events, index entries, provider leases and submit claims.
 
         A malformed hash of this owner (or of none) is removed too; returns None then.
         """
@@ -606,6 +606,8 @@ class VideoStore:
             pipe.zrem(self.keys.active, video_id)
             for provider in providers:
                 pipe.zrem(self.keys.leases(provider), video_id)
+            for attempt in record.attempts if record is not None else []:
+                pipe.delete(self.keys.submit_claim(video_id, attempt.number))
             await pipe.execute()
         return record
 
