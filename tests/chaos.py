@@ -5,10 +5,16 @@ emulator as the provider, or with ``vendors=True`` a route across the Runway and
 emulators, which take no idempotency key): no submitted video is lost, none stays
 stuck, and no attempt creates more than one job at the provider.
 
+With ``provider="local"`` the in-process renderer makes the videos and only the two
+workers are killed: a job dies with its worker there, and that must count as a
+worker restart, never as a provider failure (no provider errors, breaker closed,
+every video completed).
+
 ``run_chaos`` is used by ``tests/integration/test_chaos.py``; ``scripts/chaos`` runs a
 longer version through :func:`main`::
 
     .venv/bin/python -m tests.chaos --jobs 100 --seconds 120
+    .venv/bin/python -m tests.chaos --provider local --jobs 30 --seconds 60
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+import redis as sync_redis
 
+from reelforge.keys import Keys
 from reelforge.settings import ProviderConfig, Settings
 from tests.conftest import delete_prefix
 from tests.emulators.luma import running_luma
@@ -40,6 +48,8 @@ from tests.service import free_port, service_env, spawn, stop
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 SETTLE_SECONDS = 90.0
+# The local provider renders, transcodes and checks every video on this machine.
+_SETTLE_SECONDS = {"emulator": SETTLE_SECONDS, "local": 180.0}
 SUBMIT_GIVE_UP_SECONDS = 60.0
 
 
@@ -61,6 +71,7 @@ class ChaosReport:
     jobs: int
     seconds: float
     seed: int
+    provider: str = "emulator"
     kills: int = 0
     restarts: int = 0
     redis_restarts: int = 0
@@ -86,6 +97,12 @@ class ChaosReport:
     """Video id → provider jobs beyond its recorded attempts, where any."""
     attempts: Counter[int] = field(default_factory=Counter)
     """Attempts per video → how many videos."""
+    provider_errors: dict[str, int] = field(default_factory=dict)
+    """``provider|code`` → count, from the service's shared metrics."""
+    breakers: dict[str, str] = field(default_factory=dict)
+    """Provider → circuit state at the end."""
+    worker_restarts: int = 0
+    """Sum over the videos of their records' ``worker_restarts``."""
     elapsed: float = 0.0
     settle_seconds: float = 0.0
 
@@ -95,7 +112,8 @@ class ChaosReport:
 
     def summary(self) -> str:
         lines = [
-            f"chaos report (seed {self.seed}, {self.seconds:g} s of chaos, "
+            f"chaos report ({self.provider} provider, seed {self.seed}, "
+            f"{self.seconds:g} s of chaos, "
             f"{self.elapsed:.1f} s in all, settled in {self.settle_seconds:.1f} s)",
             f"  jobs:                {self.jobs} (submitted {self.submitted}, "
             f"{self.submit_retries} submit retries)",
@@ -116,6 +134,10 @@ class ChaosReport:
             f"  resubmits (deduplicated by key): {len(self.resubmits)} {self.resubmits or ''}",
             f"  extra remote jobs:   {len(self.extra_remote_jobs)} {self.extra_remote_jobs or ''}",
             f"  attempts per video:  {dict(sorted(self.attempts.items()))}",
+            f"  provider errors:     {sum(self.provider_errors.values())} "
+            f"{self.provider_errors or ''}",
+            f"  breakers:            {self.breakers}",
+            f"  worker restarts:     {self.worker_restarts}",
         ]
         return "\n".join(lines)
 
@@ -166,12 +188,13 @@ async def _submit_all(
     pace: float,
     report: ChaosReport,
     seconds: int = 4,
+    size: str = "1280x720",
 ) -> list[str]:
     """Submit ``jobs`` videos, each retried under its own Idempotency-Key until the API
     answers: a kill mid-request neither loses nor duplicates the video."""
     ids: list[str] = []
     for i in range(jobs):
-        body = {"prompt": _prompt(i), "duration_seconds": seconds, "size": "1280x720"}
+        body = {"prompt": _prompt(i), "duration_seconds": seconds, "size": size}
         headers = {"Idempotency-Key": f"chaos-{seed}-{i}"}
         give_up = time.monotonic() + SUBMIT_GIVE_UP_SECONDS
         while True:
@@ -226,14 +249,18 @@ async def _chaos(
     seconds: float,
     redis: _OwnedRedis | None,
     report: ChaosReport,
+    *,
+    roles: tuple[str, ...] = ("worker0", "worker1", "api"),
+    pause: tuple[float, float] = (0.3, 2.5),
 ) -> None:
-    """Kill a random child at random moments for ``seconds``; restart it at once.
-    With ``redis``, also stop Redis once mid-run and start it again."""
+    """Kill a random one of ``roles`` every ``pause`` seconds (a random span) for
+    ``seconds``; restart it at once. With ``redis``, also stop Redis once mid-run and
+    start it again."""
     start = time.monotonic()
     end = start + seconds
     redis_at = start + seconds * rng.uniform(0.3, 0.5) if redis else None
     while time.monotonic() < end:
-        await asyncio.sleep(rng.uniform(0.3, 2.5))  # the chaos schedule, by design
+        await asyncio.sleep(rng.uniform(*pause))  # the chaos schedule, by design
         children.revive()
         if redis is not None and redis_at is not None and time.monotonic() >= redis_at:
             redis_at = None
@@ -242,7 +269,7 @@ async def _chaos(
             redis.start()
             report.redis_restarts += 1
             continue
-        role = rng.choice(["worker0", "worker1", "api"])
+        role = rng.choice(roles)
         children.kill(role)
         children.restart(role)
     children.revive()
@@ -251,11 +278,11 @@ async def _chaos(
 async def _settle(
     client: httpx.AsyncClient, ids: list[str], children: _Children, report: ChaosReport
 ) -> dict[str, dict[str, Any]]:
-    """Poll until every video is terminal (or gone), up to SETTLE_SECONDS."""
+    """Poll until every video is terminal (or gone), up to the provider's settle time."""
     final: dict[str, dict[str, Any]] = {}
     missing: set[str] = set()
     started = time.monotonic()
-    deadline = started + SETTLE_SECONDS
+    deadline = started + _SETTLE_SECONDS[report.provider]
     pending = list(ids)
     while pending and time.monotonic() < deadline:
         children.revive()
@@ -296,10 +323,15 @@ async def run_chaos(
     workdir: Path,
     redis_url: str | None,
     vendors: bool = False,
+    provider: Literal["emulator", "local"] = "emulator",
 ) -> ChaosReport:
-    """Run the service under chaos and report what became of every video."""
+    """Run the service under chaos and report what became of every video.
+
+    ``provider="local"``: the in-process renderer (3 s 640x360 videos), and only the
+    two workers are killed, every 1.5-4 s."""
     began = time.monotonic()
-    report = ChaosReport(jobs=jobs, seconds=seconds, seed=seed)
+    local = provider == "local"
+    report = ChaosReport(jobs=jobs, seconds=seconds, seed=seed, provider=provider)
     rng = random.Random(seed)
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -343,6 +375,8 @@ async def run_chaos(
                     "luma": _vendor("luma", luma.base_url, "ray-2"),
                 }
                 route = ["runway", "luma"]
+            if local:
+                providers = {"local": ProviderConfig(kind="local", poll_interval_seconds=0.2)}
             settings = Settings(
                 data_dir=workdir / "data",
                 redis_url=url,
@@ -350,7 +384,9 @@ async def run_chaos(
                 providers=providers,
                 default_provider=next(iter(providers)),
                 default_route=route,
-                job_heartbeat_seconds=2,
+                # Local renders load the CPUs: a longer heartbeat keeps a busy worker
+                # from being taken for a dead one (a kill is still found in seconds).
+                job_heartbeat_seconds=4 if local else 2,
                 sweep_interval_seconds=1.0,
                 worker_heartbeat_seconds=0.5,
                 retry_initial_seconds=0.05,
@@ -364,12 +400,21 @@ async def run_chaos(
             async with httpx.AsyncClient(base_url=base, timeout=10) as client:
                 pace = seconds * 0.5 / max(jobs, 1)
                 # Luma's ray-2 makes 5 s or 9 s clips.
-                length = 5 if vendors else 4
+                length = 5 if vendors else 3 if local else 4
+                size = "640x360" if local else "1280x720"
                 submitting = asyncio.create_task(
-                    _submit_all(client, jobs, seed, pace, report, seconds=length)
+                    _submit_all(client, jobs, seed, pace, report, seconds=length, size=size)
                 )
                 try:
-                    await _chaos(children, rng, seconds, owned if redis_restart else None, report)
+                    await _chaos(
+                        children,
+                        rng,
+                        seconds,
+                        owned if redis_restart else None,
+                        report,
+                        roles=("worker0", "worker1") if local else ("worker0", "worker1", "api"),
+                        pause=(1.5, 4.0) if local else (0.3, 2.5),
+                    )
                     ids = await submitting
                 finally:
                     submitting.cancel()
@@ -379,6 +424,7 @@ async def run_chaos(
             _tally(report, ids, final, recorder, emu.state.submits_by_key)
             if vendors:
                 _tally_vendor_jobs(report, ids, final, vendor_states)
+            _tally_service(report, url, prefix, ids, list(providers))
     finally:
         if children is not None:
             children.kill_all()
@@ -428,6 +474,23 @@ def _tally(
             report.extra_remote_jobs[video_id] = count - attempts
 
 
+def _tally_service(
+    report: ChaosReport, url: str, prefix: str, ids: list[str], providers: list[str]
+) -> None:
+    """What the service itself recorded: provider errors, breakers, worker restarts."""
+    keys = Keys(prefix)
+    client = sync_redis.Redis.from_url(url, decode_responses=True)
+    try:
+        errors = client.hgetall(keys.metric("provider_errors"))
+        report.provider_errors = {k: int(v) for k, v in errors.items() if int(v)}
+        for name in providers:
+            report.breakers[name] = client.hget(keys.breaker(name), "state") or "closed"
+        for video_id in ids:
+            report.worker_restarts += int(client.hget(keys.video(video_id), "worker_restarts") or 0)
+    finally:
+        client.close()
+
+
 _VENDOR_KEY = "chaos-vendor-key"
 
 
@@ -475,6 +538,12 @@ def main(argv: list[str] | None = None) -> int:
         help="route across the Runway and Luma emulators instead of the OpenAI one",
     )
     parser.add_argument(
+        "--provider",
+        choices=["emulator", "local"],
+        default="emulator",
+        help="local: the in-process renderer, killing only the two workers",
+    )
+    parser.add_argument(
         "--redis-url",
         default=os.environ.get("REDIS_URL"),
         help="Redis to use without --redis-restart (default: REDIS_URL, else an embedded one)",
@@ -491,10 +560,14 @@ def main(argv: list[str] | None = None) -> int:
                 workdir=Path(tmp),
                 redis_url=args.redis_url,
                 vendors=args.vendors,
+                provider=args.provider,
             )
         )
     print(report.summary())
     ok = not (report.lost or report.stuck or report.duplicate_jobs or report.unexpected_exits)
+    if args.provider == "local":  # a dead worker is never the provider's failure
+        ok = ok and report.completed == report.jobs and not report.provider_errors
+        ok = ok and set(report.breakers.values()) == {"closed"}
     return 0 if ok else 1
 
 

@@ -7,10 +7,17 @@ video was submitted (and paid for) exactly once. Configure it as a provider kind
 
     REELFORGE_PROVIDERS__SLOW__KIND=tests.fakes:FakeRemoteProvider
     REELFORGE_PROVIDERS__SLOW__OPTIONS='{"state_dir": "...", "clip": "...", "seconds": 3}'
+
+``FakeGatedProvider`` holds every job at one call (``block_at``: ``submit``, ``poll`` or
+``download``) until the test sets ``go``; ``reached`` is set once a job is held there,
+so a test drives a video to an exact stage without sleeping. It lives in the worker's
+process: tests that use it run the worker in their own (``running_service``) and
+reach the instance through ``runtime.provider(name)``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import shutil
@@ -106,3 +113,50 @@ def submits(state_dir: Path) -> list[str]:
     """Every idempotency key submitted so far, in order."""
     log = state_dir / "submits.log"
     return log.read_text().split() if log.exists() else []
+
+
+class FakeGatedProvider:
+    def __init__(self, *, name: str, config: ProviderConfig, settings: Settings):
+        self.name = name
+        self.clip = Path(str(config.options["clip"]))
+        self.block_at = str(config.options.get("block_at", ""))
+        self.reached = asyncio.Event()
+        self.go = asyncio.Event()
+        self.submitted: list[str] = []
+        self.cancelled: list[str] = []
+        self.interrupted: list[str] = []  # calls stopped while held at the gate
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(max_duration_seconds=60, honours_fps=False)
+
+    async def _gate(self, call: str) -> None:
+        if self.block_at != call:
+            return
+        self.reached.set()
+        try:
+            await self.go.wait()
+        except asyncio.CancelledError:
+            self.interrupted.append(call)
+            raise
+
+    async def submit(self, req: GenerationRequest, *, idempotency_key: str) -> str:
+        self.submitted.append(idempotency_key)
+        await self._gate("submit")
+        return "gate_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
+
+    async def poll(self, remote_id: str) -> RemoteStatus:
+        if self.block_at == "poll" and not self.go.is_set():
+            self.reached.set()
+            return RemoteStatus(RemoteState.RUNNING, progress=10)
+        return RemoteStatus(RemoteState.SUCCEEDED, progress=100)
+
+    async def download(self, remote_id: str, dest: Path) -> Path:
+        await self._gate("download")
+        shutil.copyfile(self.clip, dest)
+        return dest
+
+    async def cancel(self, remote_id: str) -> None:
+        self.cancelled.append(remote_id)
+
+    async def aclose(self) -> None:
+        return None

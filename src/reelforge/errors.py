@@ -34,6 +34,7 @@ these at one boundary each; nothing above that boundary sees a foreign exception
     ├── PermissionDeniedError           forbidden          (invalid_link, link_expired)
     ├── QuotaExceededError              quota_exceeded     (the quota's code; carries retry_after)
     │   └── BudgetExceededError         budget_exceeded
+    ├── WorkerLostError                 worker_lost        (every worker on the job died)
     └── ServiceUnavailableError         service_unavailable
 """
 
@@ -71,6 +72,7 @@ __all__ = [
     "StorageUnavailableError",
     "UnknownProviderError",
     "UnreadableMediaError",
+    "WorkerLostError",
 ]
 
 
@@ -236,6 +238,12 @@ class StorageFullError(StorageError):
 
 class JobCancelledError(ReelforgeError):
     code = "cancelled"
+
+
+class WorkerLostError(ReelforgeError):
+    """The job's workers kept dying (``max_worker_restarts``): our fault, not a provider's."""
+
+    code = "worker_lost"
 
 
 class ServiceUnavailableError(ReelforgeError):

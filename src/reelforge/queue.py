@@ -9,6 +9,8 @@ and the sweeper may all enqueue without coordinating.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +131,34 @@ class Queues:
             job = await queue.job(job_key(function, video_id))
             if job is not None and job.status not in TERMINAL_STATUSES:
                 await queue.abort(job, error="cancelled by user")
+
+    def _jobs_of(self, video_id: str) -> list[tuple[Queue, str]]:
+        return [
+            (self.generate, job_key("generate_video", video_id)),
+            (self.process, job_key("process_video", video_id)),
+        ]
+
+    async def wait_stopped(self, video_id: str, *, within: float) -> bool:
+        """Wait until no job of the video is queued or running (True), at most ``within`` s."""
+        deadline = time.monotonic() + within
+        while True:
+            jobs = [await queue.job(key) for queue, key in self._jobs_of(video_id)]
+            if all(job is None or job.status in TERMINAL_STATUSES for job in jobs):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+
+    async def forget(self, video_id: str) -> None:
+        """Remove what saq keeps of the video's jobs (a deleted video leaves nothing)."""
+        for queue, key in self._jobs_of(video_id):
+            job_id = queue.job_id(key)
+            redis = queue.redis  # type: ignore[attr-defined]
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.delete(job_id, f"saq:abort:{key}")
+                pipe.zrem(queue.namespace("incomplete"), job_id)  # type: ignore[attr-defined]
+                pipe.lrem(queue.namespace("queued"), 0, job_id)  # type: ignore[attr-defined]
+                await pipe.execute()
 
     async def depth(self) -> dict[str, Any]:
         return {

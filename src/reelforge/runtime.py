@@ -6,6 +6,7 @@ runs at import time.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -47,6 +48,9 @@ class Runtime:
     quotas: Quotas
     links: LinkSigner
     callbacks: CallbackRegistry
+    # This process's identity in worker turns: in-process providers' jobs live and
+    # die with it, so a turn left by another instance means a dead worker.
+    instance_id: str = field(default_factory=lambda: secrets.token_hex(8))
     _providers: dict[str, Provider] = field(default_factory=dict)
 
     @classmethod

@@ -380,6 +380,10 @@ class Settings(BaseSettings):
     # default provider).
     default_route: list[str] = Field(default_factory=list)
     max_attempts: int = Field(default=3, ge=1)  # provider attempts per video
+    # Worker processes that may die (or stop) mid-turn on one video before it fails
+    # with ``worker_lost``. Counted apart from provider attempts: a dead worker is
+    # not a failing provider, but a job that kills every worker must still end.
+    max_worker_restarts: int = Field(default=20, ge=0)
     # The one retry policy for provider calls within an attempt (see retry.py).
     retry_tries: int = Field(default=4, ge=1)
     retry_initial_seconds: float = Field(default=0.5, gt=0)
@@ -428,6 +432,9 @@ class Settings(BaseSettings):
     job_heartbeat_seconds: int = 10  # a job not touched for this long is swept and resumed
     sweep_interval_seconds: float = 2.0
     worker_heartbeat_seconds: float = 2.0
+    # DELETE of a running video first waits this long for its worker to stop (cancel
+    # the provider's job, free capacity, exit), so no late write or file survives it.
+    delete_wait_seconds: float = Field(default=10.0, ge=0)
     events_ttl_seconds: int = 86_400  # replay window after a video ends
     idempotency_ttl_seconds: int = 86_400
 

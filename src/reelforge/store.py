@@ -6,6 +6,12 @@ progress goes through :meth:`VideoStore.transition`, one Lua script that checks 
 move (terminal records never change, progress never decreases, an optional expected
 stage guards against a stale worker), writes the fields, and appends the event to
 the video's stream, all atomically: once a transition returns, Redis has it.
+
+No write may bring back a deleted record: every write to a record (transitions,
+plain fields, timings, worker turns) is a Lua script that first checks the record
+exists, so a worker finishing late after a delete writes nothing. A record that
+cannot be read (a partial hash left by an older version) is treated as absent and
+logged, never raised as a bare ``KeyError``.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import pydantic
+import structlog
 from redis.asyncio import Redis
 
 from reelforge.errors import ConflictError, NotFoundError
@@ -27,11 +35,14 @@ __all__ = [
     "STAGE_STATUS",
     "Attempt",
     "TransitionResult",
+    "TurnClaim",
     "VideoRecord",
     "VideoStore",
     "is_valid_video_id",
     "new_video_id",
 ]
+
+log = structlog.get_logger("reelforge.store")
 
 VIDEO_ID_PREFIX = "video_"
 _ID_HEX = 24
@@ -116,6 +127,9 @@ class VideoRecord:
     route: list[str] = field(default_factory=list)  # providers to try, in order
     waiting_for: str | None = None  # rate_limit | concurrency | circuit_open
     seq: int = 0
+    # Turns that ended with their worker process (killed, shut down): not the
+    # provider's fault, so counted apart from attempts, with their own cap.
+    worker_restarts: int = 0
     stage_durations: dict[str, float] = field(default_factory=dict)
     # Seconds spent inside provider calls and media steps (``time_<name>`` fields):
     # what is left of the wall time is the service's own overhead.
@@ -153,6 +167,7 @@ class VideoRecord:
             "route": json.dumps(self.route),
             "waiting_for": self.waiting_for or "",
             "seq": str(self.seq),
+            "worker_restarts": str(self.worker_restarts),
             "stage_durations": json.dumps(self.stage_durations),
             "prompt_processing": _dump(self.prompt_processing),
         }
@@ -180,6 +195,7 @@ class VideoRecord:
             route=json.loads(raw.get("route") or "[]"),
             waiting_for=raw.get("waiting_for") or None,
             seq=int(raw.get("seq") or 0),
+            worker_restarts=int(raw.get("worker_restarts") or 0),
             stage_durations=json.loads(raw.get("stage_durations") or "{}"),
             timings={
                 k.removeprefix("time_"): float(v) for k, v in raw.items() if k.startswith("time_")
@@ -189,12 +205,24 @@ class VideoRecord:
         )
 
 
+# What a hash that is not a whole record raises when read (a field missing or garbled).
+_MALFORMED = (KeyError, ValueError, TypeError, pydantic.ValidationError)
+
+
 def _dump(value: Any) -> str:
     return "" if value is None else json.dumps(value)
 
 
 def _load(value: str | None) -> Any:
     return json.loads(value) if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnClaim:
+    """A worker's claim on a video for one queue's turn."""
+
+    orphaned: bool  # the previous turn's worker went away without finishing it
+    worker_restarts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,11 +235,11 @@ class TransitionResult:
 
 # KEYS: record, events stream, active set
 # ARGV: patch JSON {stage?, status?, progress?, fields{}, type, data{}, expect_stage?,
-#       now, events_ttl, terminal}
+#       expect_attempts?, now, events_ttl, terminal}
 _TRANSITION_LUA = """
 local rec, stream, active = KEYS[1], KEYS[2], KEYS[3]
 local p = cjson.decode(ARGV[1])
-if redis.call('EXISTS', rec) == 0 then return {0, 0, '', ''} end
+if redis.call('HEXISTS', rec, 'id') == 0 then return {0, 0, '', ''} end
 local cur = redis.call('HMGET', rec, 'status', 'stage', 'progress', 'seq',
                        'stage_started_at', 'stage_durations', 'id')
 local status, stage, progress, seq = cur[1], cur[2], tonumber(cur[3]), tonumber(cur[4])
@@ -219,6 +247,14 @@ if status == 'completed' or status == 'failed' or status == 'cancelled' then
   return {0, seq, status, stage}
 end
 if p.expect_stage and p.expect_stage ~= stage then return {0, seq, status, stage} end
+if p.expect_attempts then
+  -- A stage can come round again (a restarted attempt): the attempt count tells a
+  -- stale worker's move from the current one's.
+  local attempts = redis.call('HGET', rec, 'attempts')
+  local n = 0
+  if attempts and attempts ~= '' then n = #cjson.decode(attempts) end
+  if n ~= p.expect_attempts then return {0, seq, status, stage} end
+end
 local new_progress = progress
 if p.progress and p.progress > progress then new_progress = p.progress end
 local new_stage = p.stage or stage
@@ -252,6 +288,56 @@ else
   redis.call('ZADD', active, now, cur[7])
 end
 return {1, seq, new_status, new_stage}
+"""
+
+# The guarded writes below all start like the transition: no record (a hash with an
+# ``id``), no write; a partial hash left by an older version gets nothing added.
+# KEYS: record. ARGV: fields JSON {name: string}.
+_SET_FIELDS_LUA = """
+if redis.call('HEXISTS', KEYS[1], 'id') == 0 then return 0 end
+for k, v in pairs(cjson.decode(ARGV[1])) do redis.call('HSET', KEYS[1], k, v) end
+return 1
+"""
+
+# KEYS: record. ARGV: field, seconds.
+_ADD_TIMING_LUA = """
+if redis.call('HEXISTS', KEYS[1], 'id') == 0 then return 0 end
+redis.call('HINCRBYFLOAT', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+# KEYS: record. ARGV: turn field, holder. Returns {exists, orphaned, worker_restarts}.
+# A turn field still naming another holder means that holder's process ended
+# mid-turn (a clean turn clears it): count a worker restart on a live record.
+_CLAIM_TURN_LUA = """
+local rec = KEYS[1]
+if redis.call('HEXISTS', rec, 'id') == 0 then return {0, 0, 0} end
+local prev = redis.call('HGET', rec, ARGV[1])
+local restarts = tonumber(redis.call('HGET', rec, 'worker_restarts') or '0') or 0
+local orphaned = 0
+if prev and prev ~= '' and prev ~= ARGV[2] then
+  local status = redis.call('HGET', rec, 'status')
+  if status ~= 'completed' and status ~= 'failed' and status ~= 'cancelled' then
+    restarts = redis.call('HINCRBY', rec, 'worker_restarts', 1)
+    orphaned = 1
+  end
+end
+redis.call('HSET', rec, ARGV[1], ARGV[2])
+return {1, orphaned, restarts}
+"""
+
+# KEYS: record. Returns the new count (0: no record).
+_COUNT_RESTART_LUA = """
+if redis.call('HEXISTS', KEYS[1], 'id') == 0 then return 0 end
+return redis.call('HINCRBY', KEYS[1], 'worker_restarts', 1)
+"""
+
+# KEYS: record. ARGV: turn field, holder.
+_RELEASE_TURN_LUA = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], '')
+end
+return 1
 """
 
 # KEYS: record, events stream, owner index, active set, idempotency key (or "")
@@ -288,6 +374,24 @@ class VideoStore:
         self._idempotency_ttl = idempotency_ttl
         self._transition = redis.register_script(_TRANSITION_LUA)
         self._create = redis.register_script(_CREATE_LUA)
+        self._set_fields = redis.register_script(_SET_FIELDS_LUA)
+        self._add_timing = redis.register_script(_ADD_TIMING_LUA)
+        self._claim_turn = redis.register_script(_CLAIM_TURN_LUA)
+        self._release_turn = redis.register_script(_RELEASE_TURN_LUA)
+        self._count_restart = redis.register_script(_COUNT_RESTART_LUA)
+
+    def _parse(self, video_id: str, raw: dict[str, str]) -> VideoRecord | None:
+        """The record in ``raw``, or None (logged) when the hash is not a whole record."""
+        try:
+            return VideoRecord.from_hash(raw)
+        except _MALFORMED as exc:
+            log.warning(
+                "malformed video record",
+                key=self.keys.video(video_id),
+                fields=sorted(raw)[:20],
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return None
 
     async def create(
         self,
@@ -344,15 +448,14 @@ class VideoStore:
     async def get(self, video_id: str, *, owner: str | None = None) -> VideoRecord:
         """The record, or NotFoundError (also when it belongs to another owner)."""
         raw = cast(dict[str, str], await self.redis.hgetall(self.keys.video(video_id)))
-        if not raw:
-            raise NotFoundError(f"no video {video_id}", param="id")
-        record = VideoRecord.from_hash(raw)
-        if owner is not None and record.owner != owner:
+        record = self._parse(video_id, raw) if raw else None
+        if record is None or (owner is not None and record.owner != owner):
             raise NotFoundError(f"no video {video_id}", param="id")
         return record
 
     async def exists(self, video_id: str) -> bool:
-        return bool(await self.redis.exists(self.keys.video(video_id)))
+        """Whether a whole record is stored (a partial hash is not one)."""
+        return bool(await self.redis.hexists(self.keys.video(video_id), "id"))
 
     async def page(
         self,
@@ -391,10 +494,11 @@ class VideoStore:
                 for video_id in ids:
                     pipe.hgetall(self.keys.video(video_id))
                 raws: list[dict[str, str]] = await pipe.execute()
-            for raw in raws:
-                if not raw:
-                    continue  # deleted between the two reads
-                record = VideoRecord.from_hash(raw)
+            for video_id, raw in zip(ids, raws, strict=True):
+                # Empty: deleted between the two reads. None: malformed (logged).
+                record = self._parse(video_id, raw) if raw else None
+                if record is None:
+                    continue
                 if status is not None and record.status is not status:
                     continue
                 if len(page) == limit:
@@ -412,11 +516,13 @@ class VideoStore:
         event: str = "stage",
         data: dict[str, Any] | None = None,
         expect_stage: Stage | None = None,
+        expect_attempts: int | None = None,
     ) -> TransitionResult:
         """Apply one state-machine step atomically and emit its event.
 
         ``fields`` are extra record fields (JSON-encoded unless strings). Nothing is
-        applied to a terminal record, or when ``expect_stage`` does not match.
+        applied to a terminal record, or when ``expect_stage`` or ``expect_attempts``
+        (the number of attempts stored) does not match.
         """
         status = STAGE_STATUS[stage] if stage is not None else None
         patch: dict[str, Any] = {
@@ -436,6 +542,8 @@ class VideoStore:
             patch["progress"] = max(0, min(100, progress))
         if expect_stage is not None:
             patch["expect_stage"] = expect_stage.value
+        if expect_attempts is not None:
+            patch["expect_attempts"] = expect_attempts
         if status is not None and status.is_terminal:
             patch["fields"]["completed_at"] = repr(patch["now"])
         applied, seq, new_status, new_stage = await self._transition(
@@ -449,20 +557,61 @@ class VideoStore:
             stage=Stage(new_stage) if new_stage else None,
         )
 
-    async def set_fields(self, video_id: str, fields: dict[str, Any]) -> None:
-        """Write record fields that are not a transition (e.g. the attempts list)."""
+    async def set_fields(self, video_id: str, fields: dict[str, Any]) -> bool:
+        """Write record fields that are not a transition (e.g. the attempts list).
+
+        False, and nothing written, when the record is gone."""
         encoded = {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
-        await self.redis.hset(self.keys.video(video_id), mapping=cast(Any, encoded))
+        return bool(
+            await self._set_fields(keys=[self.keys.video(video_id)], args=[json.dumps(encoded)])
+        )
 
-    async def add_timing(self, video_id: str, name: str, seconds: float) -> None:
-        await self.redis.hincrbyfloat(self.keys.video(video_id), f"time_{name}", seconds)
+    async def add_timing(self, video_id: str, name: str, seconds: float) -> bool:
+        """Add ``seconds`` to ``timings[name]``; False when the record is gone."""
+        return bool(
+            await self._add_timing(
+                keys=[self.keys.video(video_id)], args=[f"time_{name}", repr(seconds)]
+            )
+        )
 
-    async def delete(self, video_id: str, *, owner: str) -> VideoRecord:
-        record = await self.get(video_id, owner=owner)
+    async def claim_turn(self, video_id: str, queue: str, holder: str) -> TurnClaim | None:
+        """Mark ``holder`` as working the video's ``queue`` turn; None if it is gone."""
+        exists, orphaned, restarts = await self._claim_turn(
+            keys=[self.keys.video(video_id)], args=[f"turn_{queue}", holder]
+        )
+        if not exists:
+            return None
+        return TurnClaim(orphaned=bool(orphaned), worker_restarts=int(restarts))
+
+    async def count_worker_restart(self, video_id: str) -> int:
+        """Count one more worker restart (a job lost with its worker); returns the total."""
+        return int(await self._count_restart(keys=[self.keys.video(video_id)]))
+
+    async def release_turn(self, video_id: str, queue: str, holder: str) -> None:
+        """The turn ended cleanly (never creates the record)."""
+        await self._release_turn(keys=[self.keys.video(video_id)], args=[f"turn_{queue}", holder])
+
+    async def delete(
+        self, video_id: str, *, owner: str, providers: list[str] | tuple[str, ...] = ()
+    ) -> VideoRecord | None:
+        """Remove the record, its events, index entries, provider leases and submit claims.
+
+        A malformed hash of this owner (or of none) is removed too; returns None then.
+        """
+        raw = cast(dict[str, str], await self.redis.hgetall(self.keys.video(video_id)))
+        record = self._parse(video_id, raw) if raw else None
+        if record is not None and record.owner != owner:
+            record = None
+        if record is None and not (raw and raw.get("owner") in (None, owner)):
+            raise NotFoundError(f"no video {video_id}", param="id")
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.video(video_id), self.keys.events(video_id))
             pipe.zrem(self.keys.owner_index(owner), video_id)
             pipe.zrem(self.keys.active, video_id)
+            for provider in providers:
+                pipe.zrem(self.keys.leases(provider), video_id)
+            for attempt in record.attempts if record is not None else []:
+                pipe.delete(self.keys.submit_claim(video_id, attempt.number))
             await pipe.execute()
         return record
 

@@ -7,11 +7,14 @@ leaves no trace.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 from typing import Any
 
-from reelforge.errors import ConflictError, InvalidRequestError
+import structlog
+
+from reelforge.errors import ConflictError, InvalidRequestError, NotFoundError, ReelforgeError
 from reelforge.models import GenerationRequest, Stage, VideoStatus, parse_generation_request
 from reelforge.net.urlguard import policy_from_settings, resolve_checked
 from reelforge.prompts.pipeline import apply_style_defaults, fit_route
@@ -27,6 +30,8 @@ __all__ = [
     "regenerate_video",
     "video_finished",
 ]
+
+log = structlog.get_logger("reelforge.videos")
 
 
 def _route(rt: Runtime, req: GenerationRequest) -> list[str]:
@@ -189,13 +194,50 @@ async def cancel_video(rt: Runtime, video_id: str, *, owner: str) -> VideoRecord
 
 
 async def delete_video(rt: Runtime, video_id: str, *, owner: str) -> None:
-    """Remove the record, its events and its files; a running job is stopped first."""
-    record = await rt.store.get(video_id, owner=owner)
-    if not record.status.is_terminal:
-        await rt.store.set_fields(video_id, {"cancel_requested": "1"})
-        await rt.queues.abort(video_id)
-    await rt.store.delete(video_id, owner=owner)
-    # A video deleted while running never reports back: free its quota now.
-    await video_finished(rt, record)
+    """Remove the record, its events, its queue state and its files.
+
+    A running video is cancelled first, and the delete waits (``delete_wait_seconds``)
+    for its worker to stop the provider's job, free its capacity and exit: only then
+    is anything removed, so no late write or file of that worker outlives the delete.
+    A worker that does not answer in time (dead, or stuck) finds the record gone
+    when it resumes and stops quietly. A malformed record of the owner is removed
+    too, and is a 404 like any record that cannot be read.
+    """
+    record: VideoRecord | None = None
+    with contextlib.suppress(NotFoundError):
+        record = await rt.store.get(video_id, owner=owner)
+    if record is not None and not record.status.is_terminal:
+        record = await _stop_for_delete(rt, record)
+    await rt.queues.forget(video_id)
+    removed = await rt.store.delete(video_id, owner=owner, providers=tuple(rt.settings.providers))
+    if record is not None:
+        # A video deleted while running never reports back: free its quota now.
+        await video_finished(rt, record)
     for directory in (rt.settings.videos_dir / video_id, rt.settings.work_dir / video_id):
         shutil.rmtree(directory, ignore_errors=True)
+    if removed is None:
+        raise NotFoundError(f"no video {video_id}", param="id")
+
+
+async def _stop_for_delete(rt: Runtime, record: VideoRecord) -> VideoRecord:
+    """Cancel the video and wait for its jobs to end; returns the latest record."""
+    video_id = record.id
+    await rt.store.set_fields(video_id, {"cancel_requested": "1"})
+    queued = await rt.store.transition(
+        video_id, stage=Stage.CANCELLED, event="cancelled", expect_stage=Stage.QUEUED
+    )
+    if queued.applied:
+        await rt.metrics.job_finished(record.provider, "cancelled")
+    await rt.queues.abort(video_id)
+    if not await rt.queues.wait_stopped(video_id, within=rt.settings.delete_wait_seconds):
+        log.warning("worker did not stop before the delete", video_id=video_id)
+    with contextlib.suppress(NotFoundError):
+        record = await rt.store.get(video_id, owner=record.owner)
+    attempt = record.current_attempt
+    if record.status.is_terminal or attempt is None or attempt.remote_id is None:
+        return record
+    if attempt.ended_at is None and record.stage in (Stage.SUBMITTING, Stage.GENERATING):
+        # No worker wound it down (none was running it): stop the provider's job here.
+        with contextlib.suppress(ReelforgeError):
+            await rt.provider(attempt.provider).cancel(attempt.remote_id)
+    return record

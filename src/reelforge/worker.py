@@ -5,6 +5,19 @@ again after its worker died resumes where the record says: a stored remote id is
 polled, never submitted again. Every step is written to Redis (``store.transition``)
 before the next side effect starts.
 
+Two ways a turn ends early that are nobody's failure:
+
+* **The worker died.** Each turn claims the video in Redis and clears the claim
+  when it ends; a claim left by another process means that process died mid-turn.
+  That counts a ``worker_restart`` (capped by ``max_worker_restarts``, then the
+  video fails with ``worker_lost``), never a provider attempt, a breaker failure or
+  a provider error. An in-process provider's job (``local``) died with its worker,
+  so its attempt is ended as ``worker_lost`` and a fresh one started; a remote
+  provider's job lives on and is polled.
+* **The video was deleted** (or its record is unreadable). The turn stops the
+  provider's job, frees its capacity slot, removes the video's directories and
+  ends quietly, without retries: nothing writes the record back.
+
     generate queue:  queued ▸ submitting ▸ generating ▸ downloading ─┐
     process queue:   processing ▸ validating ▸ completed   ◀─────────┘
 """
@@ -35,6 +48,8 @@ from reelforge.errors import (
     ProviderModerationError,
     ProviderRejectedError,
     ReelforgeError,
+    RemoteJobLostError,
+    WorkerLostError,
 )
 from reelforge.media.compare import check_conversion
 from reelforge.media.probe import probe
@@ -74,6 +89,18 @@ class _Cancelled(Exception):
     """The user cancelled while we were working."""
 
 
+class _Gone(Exception):
+    """The record was deleted (or cannot be read) while we worked."""
+
+
+# The error of an attempt ended because its worker died: not the provider's fault.
+WORKER_LOST = "worker_lost"
+
+
+def lost_to_worker(attempt: Attempt) -> bool:
+    return (attempt.error or {}).get("code") == WORKER_LOST
+
+
 def raw_path(settings: Settings, video_id: str) -> Path:
     return settings.work_dir / video_id / "raw.mp4"
 
@@ -107,6 +134,8 @@ async def _heartbeat(job: Job | None, interval: float) -> AsyncIterator[None]:
 class _Run:
     """One worker's turn at one video."""
 
+    queue: str  # the turn's queue: "generate" or "process"
+
     @contextlib.asynccontextmanager
     async def timed(self, name: str) -> AsyncIterator[None]:
         """Add the block's wall time to the record's ``timings[name]``."""
@@ -121,6 +150,7 @@ class _Run:
         self.rt = rt
         self.video_id = video_id
         self.log = log.bind(video_id=video_id)
+        self.last: VideoRecord | None = None  # the latest record read, for clean-up
         settings = rt.settings
         self.policy = RetryPolicy(
             attempts=settings.retry_tries,
@@ -130,7 +160,11 @@ class _Run:
         )
 
     async def record(self) -> VideoRecord:
-        return await self.rt.store.get(self.video_id)
+        try:
+            self.last = await self.rt.store.get(self.video_id)
+        except NotFoundError:
+            raise _Gone from None
+        return self.last
 
     async def cancel_requested(self) -> bool:
         flag = await self.rt.redis.hget(self.rt.keys.video(self.video_id), "cancel_requested")
@@ -138,9 +172,16 @@ class _Run:
 
     async def move(self, rec: VideoRecord, stage: Stage, **kw: Any) -> VideoRecord:
         result = await self.rt.store.transition(
-            self.video_id, stage=stage, progress=_PROGRESS.get(stage), expect_stage=rec.stage, **kw
+            self.video_id,
+            stage=stage,
+            progress=_PROGRESS.get(stage),
+            expect_stage=rec.stage,
+            expect_attempts=len(rec.attempts),
+            **kw,
         )
         if not result.applied:
+            if result.status is None:
+                raise _Gone
             raise _Superseded(f"{self.video_id} moved on to {result.stage}")
         self.log.info("stage", stage=stage.value, provider=rec.provider)
         return await self.record()
@@ -157,6 +198,8 @@ class _Run:
         attempt = rec.current_attempt
         if attempt is not None:
             await self.rt.capacity.release(attempt.provider, self.video_id)
+        if isinstance(exc, WorkerLostError) and attempt is not None and attempt.ended_at is None:
+            await self.cancel_remote(rec)
         if attempt is not None and attempt.ended_at is None:
             attempt.ended_at = time.time()
             attempt.error = error
@@ -190,8 +233,24 @@ class _Run:
         )
         if result.applied:
             await self.finished(rec.provider, "cancelled")
-        shutil.rmtree(self.rt.settings.work_dir / self.video_id, ignore_errors=True)
+        # A cancelled video delivers nothing: partial outputs go too.
+        self.remove_files()
         self.log.info("cancelled")
+
+    def remove_files(self) -> None:
+        for directory in (self.rt.settings.work_dir, self.rt.settings.videos_dir):
+            shutil.rmtree(directory / self.video_id, ignore_errors=True)
+
+    async def abandon(self) -> None:
+        """The record is gone: stop the provider's job, free the slot, leave no files."""
+        rec = self.last
+        attempt = rec.current_attempt if rec is not None else None
+        if rec is not None and attempt is not None:
+            if rec.stage in (Stage.QUEUED, Stage.SUBMITTING, Stage.GENERATING):
+                await self.cancel_remote(rec)
+            await self.rt.capacity.release(attempt.provider, self.video_id)
+        self.remove_files()
+        self.log.info("video deleted while running; stopped")
 
     async def finished(self, provider: str, status: str) -> None:
         await self.rt.metrics.job_finished(provider, status)
@@ -200,29 +259,45 @@ class _Run:
         await video_finished(self.rt, rec)
 
     async def guarded(self, body: Any) -> None:
-        """Run a stage body; turn cancellation and errors into terminal states."""
+        """Run a stage body; turn cancellation and errors into terminal states.
+
+        The turn's claim is cleared only when the turn ends here; a worker that dies
+        (or is stopped) leaves it, and the next turn counts a worker restart."""
+        holder = self.rt.instance_id
         try:
+            await self._guarded(body)
+        except _Gone:
+            await self.abandon()
+        except asyncio.CancelledError:
+            raise  # the claim stays: whoever resumes the video counts a restart
+        with contextlib.suppress(Exception):
+            await self.rt.store.release_turn(self.video_id, self.queue, holder)
+
+    async def _guarded(self, body: Any) -> None:
+        try:
+            claim = await self.rt.store.claim_turn(self.video_id, self.queue, self.rt.instance_id)
+            if claim is None:
+                raise _Gone
             rec = await self.record()
             if rec.status.is_terminal:
                 return
             if rec.cancel_requested:
                 await self.cancelled(rec)
                 return
+            if claim.orphaned:
+                rec = await self.resume_after_worker_loss(rec, claim.worker_restarts)
             await body(rec)
+        except _Gone:
+            raise  # the caller stops quietly
         except _Superseded as exc:
             self.log.info("superseded", reason=str(exc))
-        except NotFoundError:
-            # Deleted while we worked: leave nothing of it behind.
-            self.log.info("deleted while running")
-            for directory in (self.rt.settings.work_dir, self.rt.settings.videos_dir):
-                shutil.rmtree(directory / self.video_id, ignore_errors=True)
         except (_Cancelled, JobCancelledError):
             await self.cancelled(await self.record())
         except asyncio.CancelledError:
-            # Aborted by the user (saq abort), or the worker is shutting down: only the
-            # first ends the video; otherwise the job is swept and resumed elsewhere.
-            if await asyncio.shield(self.cancel_requested()):
-                await asyncio.shield(self._cancel_after_abort())
+            # Aborted by the user (saq abort, also a delete), or the worker is shutting
+            # down: only the first ends the video; otherwise the job is swept and
+            # resumed elsewhere.
+            await asyncio.shield(self._after_abort())
             raise
         except ReelforgeError as exc:
             await self.fail(await self.record(), exc)
@@ -232,6 +307,8 @@ class _Run:
             self.log.warning("redis unavailable; the job will be retried")
             raise
         except Exception as exc:
+            if not await self.rt.store.exists(self.video_id):
+                raise _Gone from None  # e.g. a file vanished with the deleted video
             # A bug, not a provider's or user's fault: end the video with a clear code
             # rather than leaving it to be swept and retried forever.
             self.log.exception("unexpected error", error_type=type(exc).__name__)
@@ -240,8 +317,25 @@ class _Run:
                 ReelforgeError(f"internal error ({type(exc).__name__})", code="internal_error"),
             )
 
-    async def _cancel_after_abort(self) -> None:
-        await self.cancelled(await self.record())
+    async def _after_abort(self) -> None:
+        try:
+            if await self.cancel_requested():
+                await self.cancelled(await self.record())
+            elif not await self.rt.store.exists(self.video_id):
+                raise _Gone
+        except _Gone:
+            await self.abandon()
+
+    def check_worker_restarts(self, restarts: int) -> None:
+        """A worker died on this video: fail it once that happened too often."""
+        self.log.warning("worker lost mid-turn; resuming", worker_restarts=restarts)
+        if restarts > self.rt.settings.max_worker_restarts:
+            raise WorkerLostError(f"the video's worker stopped {restarts} times before it finished")
+
+    async def resume_after_worker_loss(self, rec: VideoRecord, restarts: int) -> VideoRecord:
+        """The previous turn's worker died; this turn carries on from the record."""
+        self.check_worker_restarts(restarts)
+        return rec
 
 
 class _Superseded(Exception):
@@ -263,6 +357,8 @@ def falls_over(exc: ReelforgeError) -> bool:
 
 
 class _GenerationRun(_Run):
+    queue = "generate"
+
     @property
     def deadline(self) -> float:
         return self._created_at + self.rt.settings.job_deadline_seconds
@@ -289,14 +385,70 @@ class _GenerationRun(_Run):
                         await self.rt.queues.enqueue_for_stage(self.video_id, Stage.PROCESSING)
                     return
             except ProviderError as exc:
-                rec = await self.retry_attempt(await self.record(), exc)
+                rec = await self.record()
+                if self.lost_with_a_worker(rec, exc):
+                    # Another turn's process (dead, or stalled and swept) held the job.
+                    restarts = await self.rt.store.count_worker_restart(self.video_id)
+                    self.check_worker_restarts(restarts)
+                    rec = await self.restart_attempt(rec)
+                else:
+                    rec = await self.retry_attempt(rec, exc)
+
+    def in_process(self, provider: str) -> bool:
+        return self.rt.provider(provider).capabilities().in_process
+
+    def lost_with_a_worker(self, rec: VideoRecord, exc: ProviderError) -> bool:
+        """An in-process provider's jobs live and die with a worker process: one that
+        is lost was lost with a worker, not by the provider."""
+        attempt = rec.current_attempt
+        return (
+            isinstance(exc, RemoteJobLostError)
+            and attempt is not None
+            and self.in_process(attempt.provider)
+        )
+
+    async def resume_after_worker_loss(self, rec: VideoRecord, restarts: int) -> VideoRecord:
+        """An in-process provider's job ended with the dead worker: end that attempt
+        as ``worker_lost`` (it counts against no limit) and queue a fresh one."""
+        self.check_worker_restarts(restarts)
+        attempt = rec.current_attempt
+        # A remote job outlives our worker: resume it by polling. So does a finished
+        # render (DOWNLOADING): its file is on disk for any worker to take.
+        if (
+            rec.stage in (Stage.SUBMITTING, Stage.GENERATING)
+            and attempt is not None
+            and attempt.ended_at is None
+            and self.in_process(attempt.provider)
+        ):
+            rec = await self.restart_attempt(rec)
+        return rec
+
+    async def restart_attempt(self, rec: VideoRecord) -> VideoRecord:
+        """End the current attempt as lost with its worker; queue a fresh one."""
+        attempt = self._attempt(rec)
+        await self.cancel_remote(rec)  # discards what the dead worker left on disk
+        await self.rt.capacity.release(attempt.provider, self.video_id)
+        attempt.ended_at = time.time()
+        attempt.error = {
+            "code": WORKER_LOST,
+            "message": "the worker running this attempt stopped; the job starts again",
+        }
+        self.log.info("restarting attempt", provider=attempt.provider, attempt=attempt.number)
+        return await self.move(
+            rec,
+            Stage.QUEUED,
+            event="restarting",
+            fields={"attempts": [a.to_dict() for a in rec.attempts]},
+            data={"attempt": attempt.number, "reason": WORKER_LOST},
+        )
 
     def choose_provider(self, rec: VideoRecord) -> list[str]:
         """Route candidates in order: after a failed provider, the next ones first;
         the failed one last (a route of one retries it)."""
         route = rec.route or [rec.provider]
         last = rec.current_attempt
-        if last is not None and last.error is not None and last.provider in route:
+        failed = last is not None and last.error is not None and not lost_to_worker(last)
+        if last is not None and failed and last.provider in route:
             i = route.index(last.provider)
             route = [*route[i + 1 :], *route[:i], last.provider]
         settings = self.rt.settings
@@ -432,7 +584,8 @@ class _GenerationRun(_Run):
     def _note_retry(self, provider: str) -> Any:
         async def note(exc: BaseException, number: int) -> None:
             code = exc.code if isinstance(exc, ReelforgeError) else type(exc).__name__
-            await self.rt.metrics.provider_error(provider, code)
+            if not (isinstance(exc, RemoteJobLostError) and self.in_process(provider)):
+                await self.rt.metrics.provider_error(provider, code)
             self.log.info("retrying provider call", code=code, try_number=number)
 
         return note
@@ -511,7 +664,8 @@ class _GenerationRun(_Run):
         # provider; the same one would answer the same.
         others = [name for name in (rec.route or []) if name != attempt.provider]
         again = falls_over(exc) and (exc.retryable or bool(others))
-        if not again or len(rec.attempts) >= self.rt.settings.max_attempts:
+        tried = sum(1 for a in rec.attempts if not lost_to_worker(a))
+        if not again or tried >= self.rt.settings.max_attempts:
             raise exc
         self.log.info("new attempt", code=exc.code, attempt=attempt.number)
         return await self.move(
@@ -553,6 +707,8 @@ class _GenerationRun(_Run):
 class _ProcessingRun(_Run):
     """processing: check the result's quality, then make the files; validating:
     check every conversion against its source, then complete."""
+
+    queue = "process"
 
     async def drive(self, rec: VideoRecord) -> None:
         if rec.stage in (Stage.QUEUED, Stage.SUBMITTING, Stage.GENERATING, Stage.DOWNLOADING):

@@ -10,7 +10,7 @@ import pytest
 
 from tests.chaos import ChaosReport, run_chaos
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 # Failures the chaos may legitimately cause; each must still carry its code.
 ALLOWED_FAILURES = frozenset(
@@ -74,3 +74,26 @@ async def test_killing_workers_with_vendors_in_the_route_makes_no_extra_vendor_j
     )
     _check(report)
     assert report.kills >= 3
+
+
+async def test_killing_workers_running_the_local_provider_is_no_provider_failure(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL one of the two workers every 1.5-4 s while 30 local renders run: each
+    job that dies with its worker is restarted, never charged to the provider."""
+    report = await run_chaos(
+        jobs=30,
+        seconds=20,
+        seed=20260104,
+        redis_restart=False,
+        workdir=tmp_path,
+        redis_url=redis_url,
+        provider="local",
+    )
+    print("\n" + report.summary())
+    assert report.kills >= 4 and report.restarts == report.kills
+    assert report.lost == [] and report.stuck == {} and report.unexpected_exits == []
+    assert report.completed == report.jobs, report.failure_details
+    assert report.provider_errors == {}
+    assert report.breakers == {"local": "closed"}
+    assert report.worker_restarts >= 1  # the kills did hit running jobs

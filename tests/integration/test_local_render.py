@@ -385,4 +385,6 @@ def test_capabilities_come_from_the_config(settings: Settings) -> None:
         audio=True,
         image_input=True,
         cost_per_second=0.01,
+        negative_prompt=False,  # the renderer reads only the prompt
+        in_process=True,  # its jobs die with the worker: a lost one is a worker loss
     )

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from reelforge.errors import NotFoundError
 from reelforge.models import GenerationRequest, Stage, VideoStatus
@@ -91,3 +92,88 @@ async def test_transition_of_a_deleted_record_is_not_applied(runtime: Runtime) -
     result = await runtime.store.transition(record.id, stage=Stage.SUBMITTING)
     assert not result.applied and result.status is None
     assert not await runtime.store.exists(record.id)
+
+
+async def test_a_timing_added_after_a_delete_does_not_recreate_the_record(
+    runtime: Runtime,
+) -> None:
+    record, _ = await runtime.store.create(_record())
+    await runtime.store.delete(record.id, owner="default")
+    assert await runtime.store.add_timing(record.id, "media", 1.5) is False
+    assert await runtime.redis.exists(runtime.keys.video(record.id)) == 0
+
+
+async def test_fields_set_after_a_delete_do_not_recreate_the_record(runtime: Runtime) -> None:
+    record, _ = await runtime.store.create(_record())
+    await runtime.store.delete(record.id, owner="default")
+    assert await runtime.store.set_fields(record.id, {"cancel_requested": "1"}) is False
+    assert await runtime.redis.exists(runtime.keys.video(record.id)) == 0
+
+
+async def test_a_turn_claimed_after_a_delete_does_not_recreate_the_record(
+    runtime: Runtime,
+) -> None:
+    record, _ = await runtime.store.create(_record())
+    await runtime.store.delete(record.id, owner="default")
+    assert await runtime.store.claim_turn(record.id, "generate", "me") is None
+    await runtime.store.release_turn(record.id, "generate", "me")
+    assert await runtime.redis.exists(runtime.keys.video(record.id)) == 0
+
+
+async def test_a_turn_left_by_another_worker_counts_a_worker_restart(runtime: Runtime) -> None:
+    record, _ = await runtime.store.create(_record())
+    first = await runtime.store.claim_turn(record.id, "generate", "worker-a")
+    again = await runtime.store.claim_turn(record.id, "generate", "worker-a")
+    taken_over = await runtime.store.claim_turn(record.id, "generate", "worker-b")
+    assert first is not None and not first.orphaned
+    assert again is not None and not again.orphaned  # the same process retrying
+    assert taken_over is not None and taken_over.orphaned
+    assert (await runtime.store.get(record.id)).worker_restarts == 1
+
+
+async def test_a_turn_ended_cleanly_is_no_worker_restart(runtime: Runtime) -> None:
+    record, _ = await runtime.store.create(_record())
+    await runtime.store.claim_turn(record.id, "generate", "worker-a")
+    await runtime.store.release_turn(record.id, "generate", "worker-a")
+    claim = await runtime.store.claim_turn(record.id, "generate", "worker-b")
+    assert claim is not None and not claim.orphaned
+    assert (await runtime.store.get(record.id)).worker_restarts == 0
+
+
+async def test_a_partial_record_reads_as_not_found_and_is_logged(runtime: Runtime) -> None:
+    video_id = new_video_id()
+    # What an unguarded write after a delete used to leave: a hash without `id`.
+    await runtime.redis.hset(runtime.keys.video(video_id), "time_media", "1.5")
+    with structlog.testing.capture_logs() as logs, pytest.raises(NotFoundError):
+        await runtime.store.get(video_id)
+    assert any(
+        entry["event"] == "malformed video record" and entry["key"] == runtime.keys.video(video_id)
+        for entry in logs
+    )
+
+
+async def test_listing_skips_a_malformed_record(runtime: Runtime) -> None:
+    good, _ = await runtime.store.create(_record())
+    bad, _ = await runtime.store.create(_record())
+    await runtime.redis.hdel(runtime.keys.video(bad.id), "id")
+    page, has_more = await runtime.store.page("default", limit=10)
+    assert [r.id for r in page] == [good.id] and not has_more
+
+
+async def test_deleting_a_malformed_record_removes_it(runtime: Runtime) -> None:
+    record, _ = await runtime.store.create(_record())
+    await runtime.redis.hdel(runtime.keys.video(record.id), "id")
+    assert await runtime.store.delete(record.id, owner="default") is None
+    assert await runtime.redis.exists(runtime.keys.video(record.id)) == 0
+    assert await runtime.redis.zscore(runtime.keys.owner_index("default"), record.id) is None
+
+
+async def test_a_move_expecting_another_attempt_count_is_not_applied(runtime: Runtime) -> None:
+    record, _ = await runtime.store.create(_record())
+    stale = await runtime.store.transition(
+        record.id, stage=Stage.SUBMITTING, expect_stage=Stage.QUEUED, expect_attempts=1
+    )
+    current = await runtime.store.transition(
+        record.id, stage=Stage.SUBMITTING, expect_stage=Stage.QUEUED, expect_attempts=0
+    )
+    assert (stale.applied, current.applied) == (False, True)

@@ -60,6 +60,9 @@ class Capabilities:
     # vendor without idempotency keys (Runway, Luma, Veo) would make and bill a second
     # one, so the worker lets only one run submit each attempt (a claim in Redis).
     idempotent_submit: bool = True
+    # Jobs run inside the worker process (the local renderer): they end with it, so
+    # a job lost after its worker died is our loss, not the provider's failure.
+    in_process: bool = False
 
     def fits(self, req: GenerationRequest) -> bool:
         if req.duration_seconds > self.max_duration_seconds or req.fps > self.max_fps:

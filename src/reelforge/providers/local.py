@@ -121,6 +121,7 @@ class LocalProvider:
             # negative prompt) and takes any length.
             max_prompt_length=None,
             negative_prompt=False,
+            in_process=True,
         )
 
     def _output_path(self, remote_id: str) -> Path:
@@ -216,6 +217,8 @@ class LocalProvider:
         if state is not RemoteState.SUCCEEDED:
             raise ProviderError(f"local job {remote_id} is not finished yet ({state})")
         if not output.exists():
+            if dest.exists():  # noqa: ASYNC240 -- handed over already, by a racing turn
+                return dest
             raise RemoteJobLostError(f"the output of local job {remote_id} is gone")
         async with atomic_output(dest) as partial:
             await asyncio.to_thread(_link_or_copy, output, partial)
@@ -225,14 +228,17 @@ class LocalProvider:
         return dest
 
     async def cancel(self, remote_id: str) -> None:
-        self._output_path(remote_id)  # validates the id
+        output = self._output_path(remote_id)  # validates the id
         job = self._jobs.get(remote_id)
-        if job is None or job.task is None or job.state.is_terminal:
-            return  # nothing running: cancelling is idempotent
-        job.task.cancel()
-        # Return only once ffmpeg is dead and the partial output removed.
-        await asyncio.wait([job.task])
-        job.state = RemoteState.CANCELLED
+        if job is not None and job.task is not None and not job.state.is_terminal:
+            job.task.cancel()
+            # Return only once ffmpeg is dead and the partial output removed.
+            await asyncio.wait([job.task])
+            job.state = RemoteState.CANCELLED
+        # A cancelled job's result is discarded, also one rendered by a process that
+        # has since died: nothing of a cancelled or deleted video stays on disk.
+        if job is None or job.state is RemoteState.CANCELLED:
+            output.unlink(missing_ok=True)
 
     async def aclose(self) -> None:
         tasks = [job.task for job in self._jobs.values() if job.task and not job.task.done()]
