@@ -15,7 +15,7 @@ import numpy as np
 import schemathesis
 from hypothesis import strategies as st
 
-from reelforge.api.openapi import IMAGE_DATA_URL_FORMAT
+from reelforge.api.openapi import IMAGE_DATA_URL_FORMAT, WEBHOOK_URL_FORMAT
 from reelforge.media.image import encode_png
 
 
@@ -35,23 +35,40 @@ schemathesis.openapi.format(
     png_images().map(lambda png: "data:image/png;base64," + base64.b64encode(png).decode()),
 )
 
-# Where schemathesis.toml lets schema-valid requests get a 400, it may only be this one.
-_NOT_READY_PATHS = frozenset({"/v1/videos/{video_id}/content", "/v1/videos/{video_id}/remix"})
+# Webhook URLs: the test server allow-lists localhost (``fetch_allow_hosts``), the
+# one host that resolves here; every other valid-looking host would be refused.
+schemathesis.openapi.format(
+    WEBHOOK_URL_FORMAT,
+    st.builds(
+        "http://localhost:{}/{}".format,
+        st.integers(min_value=1, max_value=65535),
+        st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", max_size=20),
+    ),
+)
+
+# Where schemathesis.toml lets schema-valid requests get a 400, it may only be for
+# these codes: the video's state (/v1 content and remix), or a rule between two
+# query parameters (the usage range).
+_ALLOWED_400 = {
+    "/v1/videos/{video_id}/content": "video_not_ready",
+    "/v1/videos/{video_id}/remix": "video_not_ready",
+    "/api/usage": "invalid_range",
+}
 
 
 @schemathesis.check
-def valid_data_is_refused_only_as_not_ready(
+def valid_data_is_refused_only_for_what_no_schema_states(
     ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
 ) -> None:
-    """A schema-valid request to /v1 content or remix is refused only for the
-    video's state (``video_not_ready``), never for its data."""
+    """A schema-valid request to one of those paths gets a 400 only with its code."""
     meta = case.meta
     if meta is None or not meta.generation.mode.is_positive:
         return
-    if case.operation.path not in _NOT_READY_PATHS or response.status_code != 400:
+    allowed = _ALLOWED_400.get(case.operation.path)
+    if allowed is None or response.status_code != 400:
         return
     code = response.json()["error"]["code"]
-    if code != "video_not_ready":
+    if code != allowed:
         raise AssertionError(f"schema-valid request refused with 400 {code}: {response.text}")
 
 

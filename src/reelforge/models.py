@@ -34,6 +34,7 @@ __all__ = [
     "OUTPUT_FORMATS",
     "PROMPT_PATTERN",
     "SIZE_PATTERN",
+    "TEXT_PATTERN",
     "GenerationRequest",
     "JsonInt",
     "Seed",
@@ -77,6 +78,9 @@ _TRIMMED = rf"\t\n\x0b\x0c\r\x20\x85\xa0{_SPACE}"
 _EDGE = rf"[^\x00-\x20\x7f-\xa0{_SPACE}{_CF}]"
 _INNER = rf"[^\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f{_CF}]"
 PROMPT_PATTERN = rf"^[{_TRIMMED}]*{_EDGE}(?:{_INNER}*{_EDGE})?[{_TRIMMED}]*$"
+# Text that may be empty or blank but holds no refused character (template_vars values,
+# the negative prompt).
+TEXT_PATTERN = rf"^{_INNER}*$"
 
 # resolution + aspect_ratio, the other way to ask for a size.
 _RESOLUTION_HEIGHTS = {"360p": 360, "480p": 480, "720p": 720, "1080p": 1080}

@@ -198,10 +198,16 @@ def test_a_style_that_pushes_the_prompt_over_the_limit_is_refused_not_truncated(
     assert caught.value.code == "prompt_too_long"
 
 
-def test_our_global_limit_holds_whatever_the_model_takes() -> None:
+def test_a_style_may_take_a_full_length_prompt_past_the_request_limit() -> None:
+    processed = _process({"prompt": "x" * 32_000, "style": "cinematic"})
+    assert len(processed.text) > 32_000
+
+
+def test_our_global_limit_on_the_processed_prompt_holds_whatever_the_model_takes() -> None:
+    huge = PromptSettings(templates={"huge": "{prompt} " + "y " * 64_000})
     with pytest.raises(PromptError) as caught:
-        _process({"prompt": "x" * 31_990, "style": "cinematic"})
-    assert caught.value.code == "prompt_too_long" and "32000" in caught.value.message
+        _process({"prompt": "x", "template": "huge"}, huge)
+    assert caught.value.code == "prompt_too_long" and "128000" in caught.value.message
 
 
 def test_a_negative_prompt_is_sent_apart_to_a_model_that_takes_one() -> None:

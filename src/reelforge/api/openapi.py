@@ -28,8 +28,10 @@ from reelforge.models import (
     MIN_FPS,
     PROMPT_PATTERN,
     SIZE_PATTERN,
+    TEXT_PATTERN,
     GenerationRequest,
 )
+from reelforge.prompts.pipeline import placeholders
 from reelforge.settings import Settings
 
 __all__ = [
@@ -84,6 +86,11 @@ def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
     return {**rest[0], **others}
 
 
+# A URL reelforge may call (webhooks): what makes it valid is where its host resolves,
+# which no JSON Schema can say; tests give schemathesis a strategy for it.
+WEBHOOK_URL_FORMAT: Final = "public-http-url"
+
+
 def generation_request_schema() -> dict[str, Any]:
     """``GenerationRequest`` for the native generate body, every rule spelled out."""
     schema = GenerationRequest.model_json_schema()
@@ -103,6 +110,15 @@ def generation_request_schema() -> dict[str, Any]:
         "propertyNames": {"maxLength": 64},
         "additionalProperties": {"type": "string", "maxLength": 512},
     }
+    props["webhook_url"] = _nullable(
+        {
+            "type": "string",
+            "maxLength": 2048,
+            "format": WEBHOOK_URL_FORMAT,
+            "description": "an http(s) URL whose host resolves to public addresses only "
+            "(loopback, private, link-local and metadata addresses are refused)",
+        }
+    )
     given = {"type": "string"}
     schema["not"] = {
         "anyOf": [
@@ -131,6 +147,41 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _document_templates(schema: dict[str, Any], settings: Settings) -> None:
+    """``template_vars`` fill exactly the chosen template's placeholders (none without
+    a template); the negative prompt and the values hold no refused character."""
+    text = {"type": "string", "pattern": TEXT_PATTERN}
+    props = schema["properties"]
+    props["negative_prompt"] = _nullable({**text, "maxLength": MAX_PROMPT_CHARS})
+    props["template_vars"] = {
+        "type": "object",
+        "maxProperties": 32,
+        "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+        "additionalProperties": {**text, "maxLength": 2000},
+    }
+    choices: list[dict[str, Any]] = [
+        {"properties": {"template": {"type": "null"}, "template_vars": {"maxProperties": 0}}}
+    ]
+    for name, body in sorted(settings.prompts.templates.items()):
+        wanted = sorted(set(placeholders(body)) - {"prompt"})
+        choices.append(
+            {
+                "required": ["template", *(["template_vars"] if wanted else [])],
+                "properties": {
+                    "template": {"const": name},
+                    "template_vars": {
+                        "required": wanted,
+                        "properties": dict.fromkeys(
+                            wanted, props["template_vars"]["additionalProperties"]
+                        ),
+                        "additionalProperties": False,
+                    },
+                },
+            }
+        )
+    schema["anyOf"] = choices
+
+
 def refine(doc: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """Settings' enums in, FastAPI's unused 422 and its schemas out."""
     doc = copy.deepcopy(doc)
@@ -153,6 +204,8 @@ def refine(doc: dict[str, Any], settings: Settings) -> dict[str, Any]:
                 for name, known in (("style", styles), ("template", templates)):
                     if name in props and known:
                         props[name] = _nullable({"type": "string", "enum": known})
+                if "template_vars" in props:
+                    _document_templates(schema, settings)
                 if "model" in props and "prompt" in props:  # the /v1 create body
                     props["model"] = {"type": "string", "enum": models, "default": models[0]}
     schemas = doc.get("components", {}).get("schemas", {})

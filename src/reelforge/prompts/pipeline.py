@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reelforge.errors import PromptError
-from reelforge.models import MAX_PROMPT_CHARS, GenerationRequest
+from reelforge.models import GenerationRequest
 from reelforge.prompts.enhance import expand_rule_based
 from reelforge.prompts.policy import check_policy, policy_for
 from reelforge.prompts.text import normalize
@@ -225,8 +225,14 @@ def _fit_negative(
     draft.note("negative_prompt", True, f"{provider} takes no negative prompt: folded in")
 
 
+# The processed prompt may outgrow the request's (at most MAX_PROMPT_CHARS): a style or
+# a template adds text, template_vars fill it. Every request the API takes stays within
+# this cap; a model's own limit, when it has one, is what usually applies.
+MAX_PROCESSED_PROMPT_CHARS = 128_000
+
+
 def _check_length(draft: _Draft, caps: Capabilities, provider: str) -> None:
-    limit = MAX_PROMPT_CHARS
+    limit = MAX_PROCESSED_PROMPT_CHARS
     whose = f"our limit (provider {provider!r})"
     if caps.max_prompt_length is not None and caps.max_prompt_length <= limit:
         limit, whose = caps.max_prompt_length, f"provider {provider!r}"

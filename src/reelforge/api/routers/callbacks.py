@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from reelforge.api.deps import RuntimeDep
+from reelforge.api.schemas import error_responses
 from reelforge.errors import NotFoundError
 from reelforge.providers.base import CallbackProvider
 
@@ -18,7 +19,11 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api", tags=["callbacks"])
 
 
-@router.post("/callbacks/{provider}/{token}")
+@router.post(
+    "/callbacks/{provider}/{token}",
+    # Vendors call without our key: 401 here is a signature that does not verify.
+    responses=error_responses(404, 503),
+)
 async def vendor_callback(
     provider: str, token: str, request: Request, rt: RuntimeDep
 ) -> dict[str, bool]:

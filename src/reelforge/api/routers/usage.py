@@ -34,12 +34,19 @@ def _day(value: str | None, param: str, default: date) -> date:
         ) from None
 
 
+_DATE_DOC: dict[str, Any] = {"format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+
+
 @router.get("/usage", response_model=UsageReport)
 async def usage(
     rt: RuntimeDep,
     owner: CurrentOwner,
-    start: Annotated[str | None, Query(alias="from", max_length=10)] = None,
-    end: Annotated[str | None, Query(alias="to", max_length=10)] = None,
+    start: Annotated[
+        str | None, Query(alias="from", max_length=10, json_schema_extra=_DATE_DOC)
+    ] = None,
+    end: Annotated[
+        str | None, Query(alias="to", max_length=10, json_schema_extra=_DATE_DOC)
+    ] = None,
 ) -> UsageReport:
     """Videos, seconds of video and spend of the caller's tenant, by UTC day and
     provider, from ``from`` to ``to`` inclusive (default: the last 30 days)."""
