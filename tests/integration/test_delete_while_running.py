@@ -137,7 +137,11 @@ async def _redis_leftovers(svc: Service, video_id: str) -> dict[str, str]:
     for pattern in (f"{prefix}:*", f"saq:{prefix}:*", f"saq:job:{prefix}:*", "saq:abort:*"):
         async for key in redis.scan_iter(match=pattern, count=1000):
             kind = await redis.type(key)
-            if kind == "zset":
+            if kind == "none":
+                continue  # expired between the scan and the read
+            if kind == "set":
+                content = " ".join(sorted(await redis.smembers(key)))
+            elif kind == "zset":
                 content = " ".join(await redis.zrange(key, 0, -1))
             elif kind == "list":
                 content = " ".join(await redis.lrange(key, 0, -1))
