@@ -19,87 +19,26 @@ __all__ = ["build_provider", "provider_names"]
 ProviderFactory = Callable[[str, ProviderConfig, Settings], Provider]
 
 
-def _build_local(name: str, config: ProviderConfig, settings: Settings) -> Provider:
-    from reelforge.providers.local import LocalProvider
-
-    provider: Provider = LocalProvider(name=name, config=config, settings=settings)
-    return provider
-
-
-def _build_openai(name: str, config: ProviderConfig, settings: Settings) -> Provider:
-    from reelforge.providers.openai import OpenAIVideosProvider
-
-    provider: Provider = OpenAIVideosProvider(name=name, config=config, settings=settings)
-    return provider
-
-
-def _build_runway(name: str, config: ProviderConfig, settings: Settings) -> Provider:
-    from reelforge.providers.runway import RunwayProvider
-
-    provider: Provider = RunwayProvider(name=name, config=config, settings=settings)
-    return provider
-
-
-def _build_luma(name: str, config: ProviderConfig, settings: Settings) -> Provider:
-    from reelforge.providers.luma import LumaProvider
-
-    provider: Provider = LumaProvider(name=name, config=config, settings=settings)
-    return provider
-
-
-def _build_veo(name: str, config: ProviderConfig, settings: Settings) -> Provider:
-    from reelforge.providers.veo import VeoProvider
-
-    provider: Provider = VeoProvider(name=name, config=config, settings=settings)
-    return provider
-
-
-def _build_diffusers(name: str, config: ProviderConfig, settings: Settings) -> Provider:
-    from reelforge.providers.diffusers import DiffusersProvider
-
-    provider: Provider = DiffusersProvider(name=name, config=config, settings=settings)
-    return provider
-
-
-def _build_comfyui(name: str, config: ProviderConfig, settings: Settings) -> Provider:
-    from reelforge.providers.comfyui import ComfyUIProvider
-
-    provider: Provider = ComfyUIProvider(name=name, config=config, settings=settings)
-    return provider
-
-
-def _build_fal(name: str, config: ProviderConfig, settings: Settings) -> Provider:
-    from reelforge.providers.fal import FalProvider
-
-    provider: Provider = FalProvider(name=name, config=config, settings=settings)
-    return provider
-
-
-def _build_replicate(name: str, config: ProviderConfig, settings: Settings) -> Provider:
-    from reelforge.providers.replicate import ReplicateProvider
-
-    provider: Provider = ReplicateProvider(name=name, config=config, settings=settings)
-    return provider
-
-
-# Adapter kinds. Imports are deferred so building one adapter never imports the others.
-_FACTORIES: dict[str, ProviderFactory] = {
-    "local": _build_local,
-    "openai": _build_openai,
-    "runway": _build_runway,
-    "luma": _build_luma,
-    "veo": _build_veo,
-    "diffusers": _build_diffusers,
-    "comfyui": _build_comfyui,
-    "fal": _build_fal,
-    "replicate": _build_replicate,
+# Built-in adapter kinds, as the ``module:Class`` a plugin kind names: imports are
+# deferred, so building one adapter never imports the others (nor torch).
+_BUILT_IN: dict[str, str] = {
+    "local": "reelforge.providers.local:LocalProvider",
+    "openai": "reelforge.providers.openai:OpenAIVideosProvider",
+    "runway": "reelforge.providers.runway:RunwayProvider",
+    "luma": "reelforge.providers.luma:LumaProvider",
+    "veo": "reelforge.providers.veo:VeoProvider",
+    "diffusers": "reelforge.providers.diffusers:DiffusersProvider",
+    "comfyui": "reelforge.providers.comfyui:ComfyUIProvider",
+    "fal": "reelforge.providers.fal:FalProvider",
+    "replicate": "reelforge.providers.replicate:ReplicateProvider",
 }
 
 
-def _plugin_factory(kind: str) -> ProviderFactory | None:
+def _plugin_factory(kind: str, *, built_in: bool = False) -> ProviderFactory | None:
     """``kind = "package.module:ClassName"`` loads an adapter that is not built in.
 
-    The class is called like the built-ins: ``cls(name=, config=, settings=)``.
+    The class is called like the built-ins: ``cls(name=, config=, settings=)``. A
+    built-in that fails to import is a bug to surface, not an unknown kind.
     """
     module_name, sep, attr = kind.partition(":")
     if not sep:
@@ -107,6 +46,8 @@ def _plugin_factory(kind: str) -> ProviderFactory | None:
     try:
         cls = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError):
+        if built_in:
+            raise
         return None
 
     def build(name: str, config: ProviderConfig, settings: Settings) -> Provider:
@@ -127,7 +68,8 @@ def build_provider(name: str, settings: Settings) -> Provider:
         raise UnknownProviderError(
             f"unknown provider {name!r}; configured: {known}", param="provider"
         )
-    factory = _FACTORIES.get(config.kind) or _plugin_factory(config.kind)
+    built_in = _BUILT_IN.get(config.kind)
+    factory = _plugin_factory(built_in or config.kind, built_in=built_in is not None)
     if factory is None:
         raise UnknownProviderError(
             f"provider {name!r} has unknown kind {config.kind!r}", param="provider"
