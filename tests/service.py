@@ -85,6 +85,7 @@ async def serve_app(app: Any, *, port: int | None = None) -> AsyncIterator[str]:
         access_log=False,
         ws="websockets-sansio",
         lifespan="on",
+        timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -115,9 +116,17 @@ async def running_service(
         ):
             yield Service(base_url=url, runtime=rt, client=client, workers=processes)
     finally:
-        for process in processes:
-            await process.stop()
-        await rt.close()
+        try:
+            async with asyncio.timeout(60):
+                for process in processes:
+                    await process.stop()
+                await rt.close()
+        except TimeoutError:
+            # A teardown that hangs would only show pytest-timeout's thread dump: say
+            # where each task waits instead.
+            for task in asyncio.all_tasks():
+                task.print_stack(file=sys.stderr)
+            raise
 
 
 def service_env(settings: Settings, extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -164,6 +164,14 @@ class Keys:
         """String: set once an event's webhook was delivered (no second delivery)."""
         return f"{self.prefix}:webhook-done:{event_id}"
 
+    def webhook_attempts(self, event_id: str) -> str:
+        """String: the count of delivery attempts of an event (its attempt numbers)."""
+        return f"{self.prefix}:webhook-attempts:{event_id}"
+
+    def webhook_sending(self, event_id: str) -> str:
+        """String (expiring): held while one attempt of an event is being sent."""
+        return f"{self.prefix}:webhook-sending:{event_id}"
+
     def queue(self, name: str) -> str:
         """saq queue name (saq adds its own suffixes)."""
         return f"{self.prefix}:{name}"

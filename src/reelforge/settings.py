@@ -424,6 +424,9 @@ class Settings(BaseSettings):
     log_json: bool = True
 
     # Service (API + workers).
+    # How long `serve` and `worker` wait at start for an unreachable REDIS_URL (Redis
+    # restarting, or started after them) before they stop with an error.
+    redis_wait_seconds: float = Field(default=30.0, ge=0)
     redis_prefix: str = "rf"  # every key and queue name starts with it; tests use their own
     redis_max_connections: int = 200
     max_body_bytes: int = 1_048_576

@@ -12,8 +12,14 @@ durable (a worker killed mid-delivery is swept and the job retried) and enqueued
 at most once per event. A delivery that does not get a 2xx is retried with
 exponential backoff (full jitter) up to ``webhook_max_attempts`` tries; a 2xx marks
 the event delivered, and a delivered event is never sent again. Each attempt is
-logged on the video (``webhook_deliveries``: attempt, status code, error, time).
-Targets go through :mod:`reelforge.net.urlguard` on every attempt.
+logged on the video (``webhook_deliveries``: attempt, status code, error, time;
+the last of a run that gave up says ``gave_up``).
+
+Attempts are numbered and bounded by a counter in Redis, not by saq's own count:
+saq's sweep can hand a job that was just dequeued to a second worker, and two
+runs of one try must neither reuse an attempt number nor both reach the target
+(one attempt is sent at a time, under an expiring lock). Targets go through
+:mod:`reelforge.net.urlguard` on every attempt.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any, Final
 
 import httpx
 import structlog
-from saq import Queue, Worker
+from saq import Job, Queue, Worker
 from saq.types import Context
 
 from reelforge.errors import NotFoundError, ReelforgeError
@@ -110,7 +116,7 @@ async def enqueue_webhook(rt: Runtime, record: VideoRecord) -> bool:
         # lost its worker, and saq's sweep hands it to another.
         timeout=math.ceil(settings.webhook_timeout_seconds) + 10,
         heartbeat=math.ceil(settings.webhook_timeout_seconds) + 5,
-        retries=settings.webhook_max_attempts,
+        retries=2 * settings.webhook_max_attempts,  # our counter is the bound
         retry_delay=settings.webhook_initial_backoff_seconds,
         retry_backoff=settings.webhook_max_backoff_seconds,
     )
@@ -133,14 +139,35 @@ async def deliver_webhook(ctx: Context, *, video_id: str, event_id: str, url: st
     """One delivery attempt (a saq job): raises to be retried unless it got a 2xx."""
     rt: Runtime = ctx["runtime"]  # type: ignore[typeddict-item]
     job = ctx.get("job")
-    attempt = job.attempts if job is not None else 1
-    done_key = rt.keys.webhook_done(event_id)
-    if await rt.redis.exists(done_key):
+    settings = rt.settings
+    if await rt.redis.exists(rt.keys.webhook_done(event_id)):
+        return "already delivered"
+    sending = rt.keys.webhook_sending(event_id)
+    hold = math.ceil(settings.webhook_timeout_seconds) + 5
+    if not await rt.redis.set(sending, "1", nx=True, ex=hold):
+        # Another run of this job is sending right now (saq's sweep can start a
+        # second one): try again later rather than deliver twice.
+        raise WebhookNotDeliveredError("another attempt is in flight")
+    try:
+        return await _attempt(rt, job, video_id=video_id, event_id=event_id, url=url)
+    finally:
+        await rt.redis.delete(sending)
+
+
+async def _attempt(rt: Runtime, job: Job | None, *, video_id: str, event_id: str, url: str) -> str:
+    settings = rt.settings
+    if await rt.redis.exists(rt.keys.webhook_done(event_id)):
         return "already delivered"
     try:
         record = await rt.store.get(video_id)
     except NotFoundError:
         return "video deleted"
+    counter = rt.keys.webhook_attempts(event_id)
+    attempt = int(await rt.redis.incr(counter))
+    await rt.redis.expire(counter, _DONE_TTL_SECONDS)
+    if attempt > settings.webhook_max_attempts:
+        _stop_retrying(job)
+        return "gave up"
     secret = await rt.tenants.webhook_secret(record.owner)
     body = _payload(rt, record)
     timestamp = int(time.time())
@@ -152,7 +179,7 @@ async def deliver_webhook(ctx: Context, *, video_id: str, event_id: str, url: st
         "webhook-signature": sign_webhook(secret, event_id, timestamp, body),
     }
     entry: dict[str, Any] = {"attempt": attempt, "event_id": event_id, "at": time.time()}
-    policy = policy_from_settings(rt.settings, timeout=rt.settings.webhook_timeout_seconds)
+    policy = policy_from_settings(settings, timeout=settings.webhook_timeout_seconds)
     try:
         async with httpx.AsyncClient(follow_redirects=False) as client:
             answer = await guarded_request(
@@ -170,8 +197,11 @@ async def deliver_webhook(ctx: Context, *, video_id: str, event_id: str, url: st
         entry["status_code"] = None
         entry["error"] = {"code": exc.code, "message": exc.message}
     delivered = entry["status_code"] is not None and 200 <= entry["status_code"] < 300
+    last = not delivered and attempt >= settings.webhook_max_attempts
     if delivered:
-        await rt.redis.set(done_key, "1", ex=_DONE_TTL_SECONDS)
+        await rt.redis.set(rt.keys.webhook_done(event_id), "1", ex=_DONE_TTL_SECONDS)
+    if last:
+        entry["gave_up"] = True
     await rt.redis.eval(_LOG_LUA, 1, rt.keys.video(video_id), json.dumps(entry), _MAX_LOGGED)
     log.info(
         "webhook attempt",
@@ -179,10 +209,20 @@ async def deliver_webhook(ctx: Context, *, video_id: str, event_id: str, url: st
         tenant=record.owner,
         attempt=attempt,
         status_code=entry["status_code"],
+        gave_up=last,
     )
-    if not delivered:
-        raise WebhookNotDeliveredError(f"attempt {attempt}: {entry}")
-    return "delivered"
+    if delivered:
+        return "delivered"
+    if last:
+        _stop_retrying(job)
+    raise WebhookNotDeliveredError(f"attempt {attempt}: {entry}")
+
+
+def _stop_retrying(job: Job | None) -> None:
+    # Our counter says this was the last try: make saq record the job as failed
+    # now instead of trying again (it retries while retries > attempts).
+    if job is not None:
+        job.retries = job.attempts
 
 
 class WebhookNotDeliveredError(Exception):

@@ -87,13 +87,14 @@ async def test_serve_without_redis_url_owns_an_embedded_server_and_stops_it_on_s
 def test_serve_with_an_unreachable_redis_url_exits_with_a_clear_error(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "reelforge", "serve", "--port", str(free_port())],
-        env=_env(tmp_path, REDIS_URL="redis://127.0.0.1:1/0"),
+        env=_env(tmp_path, REDIS_URL="redis://127.0.0.1:1/0", REELFORGE_REDIS_WAIT_SECONDS="1"),
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 1
+    assert "waiting for Redis" in result.stdout + result.stderr  # it tried again first
     assert "cannot reach Redis at REDIS_URL" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -109,3 +110,42 @@ def test_serve_refuses_a_public_address_without_api_keys(tmp_path: Path) -> None
     )
     assert result.returncode == 1
     assert "insecure_bind" in result.stderr
+
+
+async def test_a_worker_started_before_redis_waits_for_it(tmp_path: Path) -> None:
+    """Compose files and restarts start workers before Redis answers: they wait
+    (``redis_wait_seconds``) rather than exit."""
+    from reelforge.server import EmbeddedRedis
+
+    port = free_port()
+    log = tmp_path / "worker.log"
+    env = _env(tmp_path, REDIS_URL=f"redis://127.0.0.1:{port}/0", REELFORGE_LOG_LEVEL="INFO")
+    env["REELFORGE_REDIS_PREFIX"] = f"wait-{port}"
+    env["PYTHONPATH"] = str(REPO)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reelforge", "worker"],
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    redis: EmbeddedRedis | None = None
+    try:
+
+        async def logged(text: str) -> bool:
+            return text in log.read_text()
+
+        await wait_until(lambda: logged("waiting for Redis"), timeout=30)
+        assert proc.poll() is None
+        redis = EmbeddedRedis(tmp_path / "data", port=port)
+        redis.start()
+        await wait_until(lambda: logged("worker started"), timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if redis is not None:
+            redis.stop()
