@@ -22,8 +22,10 @@ from reelforge.queue import Queues
 from reelforge.quotas import Quotas
 from reelforge.redis_client import open_redis
 from reelforge.settings import Settings
+from reelforge.storage import Storage, build_storage
 from reelforge.store import VideoStore
 from reelforge.tenants import Tenants
+from reelforge.uploads import Uploads
 
 __all__ = ["Runtime", "redis_url_of"]
 
@@ -48,6 +50,10 @@ class Runtime:
     quotas: Quotas
     links: LinkSigner
     callbacks: CallbackRegistry
+    # Finished files, uploads and the raw results handed between stages: the only
+    # files processes share (local directory or S3 bucket).
+    storage: Storage
+    uploads: Uploads
     # This process's identity in worker turns: in-process providers' jobs live and
     # die with it, so a turn left by another instance means a dead worker.
     instance_id: str = field(default_factory=lambda: secrets.token_hex(8))
@@ -65,6 +71,7 @@ class Runtime:
         queues = Queues.from_settings(settings, url)
         await queues.connect()
         secret = settings.link_secret.get_secret_value() if settings.link_secret else None
+        storage = build_storage(settings)
         return cls(
             settings=settings,
             redis=redis,
@@ -86,6 +93,8 @@ class Runtime:
                 await load_link_secret(redis, keys, secret), settings.media_link_seconds
             ),
             callbacks=CallbackRegistry(redis, keys, settings),
+            storage=storage,
+            uploads=Uploads(settings, storage),
         )
 
     def provider(self, name: str) -> Provider:
@@ -99,4 +108,5 @@ class Runtime:
             await provider.aclose()
         self._providers.clear()
         await self.queues.disconnect()
+        await self.storage.aclose()
         await self.redis.aclose(close_connection_pool=True)

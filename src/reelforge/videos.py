@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import shutil
 from typing import Any
 
 import structlog
@@ -19,6 +18,7 @@ from reelforge.models import GenerationRequest, Stage, VideoStatus, parse_genera
 from reelforge.net.urlguard import policy_from_settings, resolve_checked
 from reelforge.prompts.pipeline import apply_style_defaults, fit_route
 from reelforge.runtime import Runtime
+from reelforge.storage.layout import remove_video_files
 from reelforge.store import VideoRecord, new_video_id, request_fingerprint
 from reelforge.webhooks import enqueue_webhook
 
@@ -167,8 +167,16 @@ async def regenerate_video(
         fields["prompt"] = prompt
     if provider is not None:
         fields["provider"] = provider
+    if source.request.image is not None:
+        # Each video owns its upload (a delete removes it): the new take gets a copy.
+        fields["image"] = await rt.uploads.copy(source.request.image)
     req = parse_generation_request(fields)
-    record, _ = await create_video(rt, req, owner=owner, regenerated_from=source.id)
+    try:
+        record, _ = await create_video(rt, req, owner=owner, regenerated_from=source.id)
+    except BaseException:
+        if req.image is not None:
+            await rt.uploads.delete(req.image)
+        raise
     return record
 
 
@@ -213,8 +221,8 @@ async def delete_video(rt: Runtime, video_id: str, *, owner: str) -> None:
     if record is not None:
         # A video deleted while running never reports back: free its quota now.
         await video_finished(rt, record)
-    for directory in (rt.settings.videos_dir / video_id, rt.settings.work_dir / video_id):
-        shutil.rmtree(directory, ignore_errors=True)
+    image = record.request.image if record is not None else None
+    await remove_video_files(rt.storage, rt.settings, video_id, image=image)
     if removed is None:
         raise NotFoundError(f"no video {video_id}", param="id")
 

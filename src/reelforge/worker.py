@@ -29,7 +29,6 @@ import contextlib
 import dataclasses
 import math
 import secrets
-import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -49,6 +48,8 @@ from reelforge.errors import (
     ProviderRejectedError,
     ReelforgeError,
     RemoteJobLostError,
+    StorageFullError,
+    StorageUnavailableError,
     WorkerLostError,
 )
 from reelforge.media.compare import check_conversion
@@ -61,7 +62,15 @@ from reelforge.providers import RemoteState
 from reelforge.providers.base import CallbackProvider, WaitsForWorkers, is_moderation_refusal
 from reelforge.retry import RetryPolicy, call_with_retries
 from reelforge.runtime import Runtime
-from reelforge.settings import Settings
+from reelforge.storage.layout import (
+    MEDIA_TYPES,
+    output_key,
+    raw_key,
+    remove_video_files,
+    remove_work_files,
+    scratch_outputs,
+    scratch_raw,
+)
 from reelforge.store import Attempt, VideoRecord
 from reelforge.videos import video_finished
 from reelforge.webhooks import webhook_worker
@@ -99,14 +108,6 @@ WORKER_LOST = "worker_lost"
 
 def lost_to_worker(attempt: Attempt) -> bool:
     return (attempt.error or {}).get("code") == WORKER_LOST
-
-
-def raw_path(settings: Settings, video_id: str) -> Path:
-    return settings.work_dir / video_id / "raw.mp4"
-
-
-def output_dir(settings: Settings, video_id: str) -> Path:
-    return settings.videos_dir / video_id
 
 
 @contextlib.asynccontextmanager
@@ -212,6 +213,7 @@ class _Run:
         )
         if isinstance(exc, ProviderError):
             await self.rt.metrics.provider_error(rec.provider, exc.code)
+        await remove_work_files(self.rt.storage, self.rt.settings, self.video_id)
         await self.finished(rec.provider, "failed")
         self.log.warning("failed", code=exc.code, provider=rec.provider)
 
@@ -234,12 +236,27 @@ class _Run:
         if result.applied:
             await self.finished(rec.provider, "cancelled")
         # A cancelled video delivers nothing: partial outputs go too.
-        self.remove_files()
+        await self.remove_files()
         self.log.info("cancelled")
 
-    def remove_files(self) -> None:
-        for directory in (self.rt.settings.work_dir, self.rt.settings.videos_dir):
-            shutil.rmtree(directory / self.video_id, ignore_errors=True)
+    async def remove_files(self) -> None:
+        await remove_video_files(self.rt.storage, self.rt.settings, self.video_id)
+
+    def _attempt(self, rec: VideoRecord) -> Attempt:
+        attempt = rec.current_attempt
+        if attempt is None:  # SUBMITTING and later always have one
+            raise ReelforgeError(f"{self.video_id} has no attempt in {rec.stage}")
+        return attempt
+
+    async def local_raw(self, rec: VideoRecord) -> Path:
+        """This attempt's raw result in our scratch, fetched from storage if another
+        process downloaded it."""
+        number = self._attempt(rec).number
+        path = scratch_raw(self.rt.settings, self.video_id, number)
+        if not path.exists():  # written atomically: present means complete
+            async with self.timed("storage"):
+                await self.rt.storage.get_file(raw_key(self.video_id, number), path)
+        return path
 
     async def abandon(self) -> None:
         """The record is gone: stop the provider's job, free the slot, leave no files."""
@@ -249,7 +266,7 @@ class _Run:
             if rec.stage in (Stage.QUEUED, Stage.SUBMITTING, Stage.GENERATING):
                 await self.cancel_remote(rec)
             await self.rt.capacity.release(attempt.provider, self.video_id)
-        self.remove_files()
+        await self.remove_files()
         self.log.info("video deleted while running; stopped")
 
     async def finished(self, provider: str, status: str) -> None:
@@ -298,6 +315,12 @@ class _Run:
             # down: only the first ends the video; otherwise the job is swept and
             # resumed elsewhere.
             await asyncio.shield(self._after_abort())
+            raise
+        except (StorageUnavailableError, StorageFullError) as exc:
+            # The store (or this machine's scratch disk) failing is an outage, not
+            # the video's fault: saq retries the job later, maybe on another worker,
+            # and it resumes from the stored stage.
+            self.log.warning("storage unavailable; the job will be retried", error=exc.message)
             raise
         except ReelforgeError as exc:
             await self.fail(await self.record(), exc)
@@ -525,12 +548,6 @@ class _GenerationRun(_Run):
         await asyncio.sleep(max(0.05, min(seconds, 1.0)))
         return rec
 
-    def _attempt(self, rec: VideoRecord) -> Attempt:
-        attempt = rec.current_attempt
-        if attempt is None:  # SUBMITTING and later always have one
-            raise ReelforgeError(f"{self.video_id} has no attempt in {rec.stage}")
-        return attempt
-
     async def submit(self, rec: VideoRecord) -> VideoRecord:
         attempt = self._attempt(rec)
         if attempt.remote_id is None:
@@ -680,15 +697,22 @@ class _GenerationRun(_Run):
         attempt = self._attempt(rec)
         name, remote_id = attempt.provider, attempt.remote_id or ""
         provider = self.rt.provider(name)
-        dest = raw_path(self.rt.settings, self.video_id)
+        dest = scratch_raw(self.rt.settings, self.video_id, attempt.number)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if not dest.exists():  # written atomically: present means complete
-            async with self.timed("provider"):
-                await call_with_retries(
-                    lambda: provider.download(remote_id, dest),
-                    self.policy,
-                    on_retry=self._note_retry(name),
-                )
+        key = raw_key(self.video_id, attempt.number)
+        if await self.rt.storage.stat(key) is None:  # stored atomically: present = whole
+            if not dest.exists():  # written atomically too
+                async with self.timed("provider"):
+                    await call_with_retries(
+                        lambda: provider.download(remote_id, dest),
+                        self.policy,
+                        on_retry=self._note_retry(name),
+                    )
+            # The next stage may run on another machine: hand the result over there.
+            async with self.timed("storage"):
+                await self.rt.storage.put_file(key, dest, content_type="video/mp4")
+        else:
+            dest = await self.local_raw(rec)
         async with self.timed("media"):
             info = await probe(dest)
         await self.rt.breakers.success(name)
@@ -732,10 +756,9 @@ class _ProcessingRun(_Run):
         expect = Expectation.from_request(rec.request, audio=caps.audio)
         if not caps.honours_fps:
             expect = dataclasses.replace(expect, fps=None)
+        raw = await self.local_raw(rec)
         async with self.timed("media"):
-            report = await validate_video(
-                raw_path(self.rt.settings, self.video_id), expect, self.rt.settings.validation
-            )
+            report = await validate_video(raw, expect, self.rt.settings.validation)
         if attempt is not None:
             attempt.validation = report.to_dict()
         return report
@@ -752,7 +775,7 @@ class _ProcessingRun(_Run):
         )
         attempts = [a.to_dict() for a in rec.attempts]
         settings = self.rt.settings
-        shutil.rmtree(settings.work_dir / self.video_id, ignore_errors=True)
+        await remove_work_files(self.rt.storage, settings, self.video_id)
         if rec.request.regenerate_on_failure and tries <= settings.max_quality_regenerations:
             request = rec.request.model_copy(update={"seed": secrets.randbelow(2**31)})
             await self.move(
@@ -790,10 +813,11 @@ class _ProcessingRun(_Run):
             pending.add(task)
             task.add_done_callback(pending.discard)
 
+        raw = await self.local_raw(rec)
         async with self.timed("media"):
             outputs = await produce_outputs(
-                raw_path(settings, self.video_id),
-                output_dir(settings, self.video_id),
+                raw,
+                scratch_outputs(settings, self.video_id),
                 stem="video",
                 formats=rec.request.formats,
                 media=settings.media,
@@ -807,6 +831,13 @@ class _ProcessingRun(_Run):
             entry["filename"] = output.path.name
             del entry["path"]
             files.append(entry)
+            # Stored before the record lists it: a listed file is always whole.
+            async with self.timed("storage"):
+                await self.rt.storage.put_file(
+                    output_key(self.video_id, output.path.name),
+                    output.path,
+                    content_type=MEDIA_TYPES.get(output.path.suffix.lstrip(".")),
+                )
         return await self.move(
             rec,
             Stage.VALIDATING,
@@ -819,26 +850,30 @@ class _ProcessingRun(_Run):
 
     async def check_conversions(self, rec: VideoRecord) -> None:
         """Each delivered video must still be its source: duration, size, SSIM."""
-        raw = raw_path(self.rt.settings, self.video_id)
         report = dict(rec.validation or {})
         conversions: dict[str, Any] = {}
-        if raw.exists():  # gone only if a previous turn already checked and completed
-            for entry in rec.files:
-                if entry["format"] not in ("mp4", "webm"):
-                    continue
-                path = output_dir(self.rt.settings, self.video_id) / entry["filename"]
-                async with self.timed("media"):
-                    check = await check_conversion(raw, path)
-                conversions[entry["format"]] = check.to_dict()
-                if not check.ok:
-                    raise ReelforgeError(
-                        f"the {entry['format']} conversion is not faithful to the result: "
-                        + "; ".join(check.problems),
-                        code="conversion_failed",
+        raw = await self.local_raw(rec)
+        for entry in rec.files:
+            if entry["format"] not in ("mp4", "webm"):
+                continue
+            path = scratch_outputs(self.rt.settings, self.video_id) / entry["filename"]
+            if not path.exists():  # made by another process: check what was stored
+                async with self.timed("storage"):
+                    await self.rt.storage.get_file(
+                        output_key(self.video_id, entry["filename"]), path
                     )
+            async with self.timed("media"):
+                check = await check_conversion(raw, path)
+            conversions[entry["format"]] = check.to_dict()
+            if not check.ok:
+                raise ReelforgeError(
+                    f"the {entry['format']} conversion is not faithful to the result: "
+                    + "; ".join(check.problems),
+                    code="conversion_failed",
+                )
         report["conversions"] = conversions
         await self.move(rec, Stage.COMPLETED, event="completed", fields={"validation": report})
-        shutil.rmtree(self.rt.settings.work_dir / self.video_id, ignore_errors=True)
+        await remove_work_files(self.rt.storage, self.rt.settings, self.video_id)
         await self.finished(rec.provider, "completed")
 
 

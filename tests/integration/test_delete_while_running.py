@@ -21,6 +21,7 @@ import structlog.testing
 
 from reelforge.models import Stage
 from reelforge.settings import ProviderConfig, Settings
+from reelforge.storage.layout import scratch_outputs
 from tests.clips import lavfi_clip
 from tests.fakes import FakeGatedProvider
 from tests.service import Service, running_service, wait_until
@@ -106,7 +107,7 @@ async def _reach(svc: Service, video_id: str, stage: Stage) -> None:
     elif stage is Stage.PROCESSING:
 
         async def transcoding() -> bool:
-            started = (rt.settings.videos_dir / video_id).exists()
+            started = scratch_outputs(rt.settings, video_id).exists()  # transcoding
             return await at(Stage.PROCESSING, started)
 
         await wait_until(transcoding, timeout=60, interval=0.01)

@@ -38,6 +38,7 @@ from reelforge.redis_client import open_redis
 from reelforge.runtime import redis_url_of
 from reelforge.settings import Settings
 from reelforge.storage import build_storage
+from reelforge.uploads import Uploads
 
 __all__ = ["GpuWorker", "default_device"]
 
@@ -155,7 +156,11 @@ class GpuWorker:
 
         writer = asyncio.create_task(self._write_steps(jobs, job_id, steps))
         watcher = asyncio.create_task(self._watch_cancel(jobs, running, stop))
-        image = self.settings.uploads_dir / plan.image if plan.image else None
+        image = (
+            await Uploads(self.settings, self.storage).local_path(plan.image)
+            if plan.image
+            else None
+        )
         log.info("gpu_job_started", steps=plan.steps, frames=plan.frames)
         started = time.perf_counter()
         timings: dict[str, str] = {}

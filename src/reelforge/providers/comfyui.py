@@ -62,6 +62,7 @@ from reelforge.media.probe import probe
 from reelforge.models import MAX_FPS, GenerationRequest
 from reelforge.providers.base import Capabilities, RemoteState, RemoteStatus
 from reelforge.settings import ProviderConfig, Settings
+from reelforge.uploads import Uploads
 
 __all__ = ["BINDABLE", "ComfyUIProvider", "comfy_prompt_id", "load_binding"]
 
@@ -238,7 +239,7 @@ class ComfyUIProvider:
             )
         self.name = name
         self._config = config
-        self._uploads = settings.uploads_dir
+        self._uploads = Uploads(settings)
         self.workflow = _load_workflow(Path(str(workflow_path)))
         self.binding = load_binding(Path(str(binding_path)), self.workflow)
         self._base = config.base_url.rstrip("/")
@@ -411,7 +412,7 @@ class ComfyUIProvider:
         return prompt_id
 
     async def _upload(self, image: str) -> str:
-        data = await asyncio.to_thread((self._uploads / image).read_bytes)
+        data = await self._uploads.read(image)
         name = f"reelforge-{image}"
         files = {"image": (name, data, "application/octet-stream")}
         response = await self._request(
@@ -524,3 +525,4 @@ class ComfyUIProvider:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
         await self._client.aclose()
+        await self._uploads.aclose()

@@ -45,10 +45,10 @@ from reelforge.providers.catalogue import model_spec
 from reelforge.providers.vendor_http import (
     VendorHttp,
     catalogue_capabilities,
-    image_data_uri,
     retry_after_seconds,
 )
 from reelforge.settings import ProviderConfig, Settings
+from reelforge.uploads import Uploads
 
 __all__ = ["DEFAULT_BASE_URL", "FalProvider", "fal_state"]
 
@@ -143,7 +143,7 @@ class FalProvider:
         self.name = name
         self._spec = model_spec("fal", model, settings.catalogue)
         self._config = config
-        self._uploads = settings.uploads_dir
+        self._uploads = Uploads(settings)
         self._base = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
         headers: dict[str, str] = {}
         if config.api_key is not None:
@@ -170,7 +170,7 @@ class FalProvider:
         callback_url: str | None = None,
     ) -> str:
         del idempotency_key  # fal takes none; the worker stores the request id at once
-        image = image_data_uri(self._uploads / req.image) if req.image is not None else None
+        image = await self._uploads.data_uri(req.image) if req.image is not None else None
         endpoint = (
             self._spec.image_endpoint if req.image is not None else self._spec.endpoint
         ) or self._spec.model
@@ -229,6 +229,7 @@ class FalProvider:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._uploads.aclose()
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

@@ -8,8 +8,8 @@ finished file) instead of rendering twice. Jobs do not survive the process: an i
 whose file never appeared is reported lost, so the caller resubmits. A failed or
 cancelled job may be submitted again under the same key; it renders afresh.
 
-A request's input reference image (``req.image``) is a file the API stored under
-``settings.uploads_dir``; the renderer shows it as the clip's background and takes
+A request's input reference image (``req.image``) is an upload the API stored in
+storage (:mod:`reelforge.uploads`); the renderer shows it as the clip's background and takes
 its colours.
 """
 
@@ -40,6 +40,7 @@ from reelforge.media.render import render_video
 from reelforge.models import MAX_DURATION_SECONDS, MAX_FPS, GenerationRequest
 from reelforge.providers.base import Capabilities, RemoteState, RemoteStatus
 from reelforge.settings import ProviderConfig, Settings
+from reelforge.uploads import Uploads
 
 __all__ = ["LocalProvider", "local_remote_id"]
 
@@ -94,7 +95,7 @@ class LocalProvider:
         self.name = name
         self._config = config
         self._output_dir = settings.work_dir / "local"
-        self._uploads_dir = settings.uploads_dir
+        self._uploads = Uploads(settings)
         self._preset = str(config.options.get("preset", "veryfast"))
         self._crf = int(config.options.get("crf", 20))
         default_concurrency = max(1, (os.cpu_count() or 2) // 2)
@@ -158,6 +159,7 @@ class LocalProvider:
                 if job.faulty:
                     job.record_progress(50)
                     raise ProviderError(f"{self.name}: injected fault half way", code="local_fault")
+                reference = await self._uploads.local_path(req.image) if req.image else None
                 await render_video(
                     req,
                     job.output,
@@ -166,8 +168,8 @@ class LocalProvider:
                     preset=self._preset,
                     crf=self._crf,
                     # The name matched GenerationRequest's pattern (no separators),
-                    # so it cannot point outside the uploads directory.
-                    reference_image=self._uploads_dir / req.image if req.image else None,
+                    # so it cannot point outside the uploads.
+                    reference_image=reference,
                 )
         except asyncio.CancelledError:
             job.state = RemoteState.CANCELLED
@@ -249,6 +251,7 @@ class LocalProvider:
         for job in self._jobs.values():
             if not job.state.is_terminal:
                 job.state = RemoteState.CANCELLED
+        await self._uploads.aclose()
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

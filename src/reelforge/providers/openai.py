@@ -53,6 +53,7 @@ from reelforge.providers.base import (
     is_moderation_refusal,
 )
 from reelforge.settings import ProviderConfig, Settings
+from reelforge.uploads import Uploads
 
 __all__ = ["SORA_SHUTDOWN_MESSAGE", "OpenAIVideosProvider"]
 
@@ -132,7 +133,7 @@ class OpenAIVideosProvider:
             )
         self.name = name
         self._config = config
-        self._uploads = settings.uploads_dir
+        self._uploads = Uploads(settings)
         self._model = str(config.options.get("model", "sora-2"))
         self._server = str(config.options.get("server", "openai"))
         if self._server not in ("openai", *OPEN_MODEL_SERVERS):
@@ -213,7 +214,7 @@ class OpenAIVideosProvider:
         else:
             files = {}
             if req.image is not None:
-                image = (self._uploads / req.image).read_bytes()
+                image = await self._uploads.read(req.image)
                 files = {"input_reference": (req.image, image, "application/octet-stream")}
             form = {key: str(value) for key, value in fields.items()}
             response = await self._request(
@@ -300,6 +301,7 @@ class OpenAIVideosProvider:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        await self._uploads.aclose()
 
 
 def _cut(message: str) -> NoReturn:

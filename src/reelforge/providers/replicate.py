@@ -55,10 +55,10 @@ from reelforge.providers.catalogue import model_spec
 from reelforge.providers.vendor_http import (
     VendorHttp,
     catalogue_capabilities,
-    image_data_uri,
     retry_after_seconds,
 )
 from reelforge.settings import ProviderConfig, Settings
+from reelforge.uploads import Uploads
 
 __all__ = ["DEFAULT_BASE_URL", "ReplicateProvider", "prediction_state"]
 
@@ -162,7 +162,7 @@ class ReplicateProvider:
         self.name = name
         self._spec = model_spec("replicate", model, settings.catalogue)
         self._config = config
-        self._uploads = settings.uploads_dir
+        self._uploads = Uploads(settings)
         secret = config.options.get("webhook_secret")
         self._webhook_secret = str(secret) if secret else None
         headers: dict[str, str] = {}
@@ -192,7 +192,7 @@ class ReplicateProvider:
         # Replicate has no idempotency key: a resubmit after a crash is prevented by
         # the worker storing the prediction id the moment this returns.
         del idempotency_key
-        image = image_data_uri(self._uploads / req.image) if req.image is not None else None
+        image = await self._uploads.data_uri(req.image) if req.image is not None else None
         body: dict[str, Any] = {"input": self._spec.build_input(req, image=image)}
         if callback_url is not None:
             body["webhook"] = callback_url
@@ -280,6 +280,7 @@ class ReplicateProvider:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._uploads.aclose()
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

@@ -49,10 +49,10 @@ from reelforge.providers.catalogue import model_spec
 from reelforge.providers.vendor_http import (
     VendorHttp,
     catalogue_capabilities,
-    image_data_uri,
     retry_after_seconds,
 )
 from reelforge.settings import ProviderConfig, Settings
+from reelforge.uploads import Uploads
 
 __all__ = ["RUNWAY_API_VERSION", "RUNWAY_BASE_URL", "RunwayProvider", "failure_code"]
 
@@ -119,7 +119,7 @@ class RunwayProvider:
     ):
         self.name = name
         self._config = config
-        self._uploads = settings.uploads_dir
+        self._uploads = Uploads(settings)
         self._spec = model_spec(
             "runway", str(config.options.get("model", "gen4.5")), settings.catalogue
         )
@@ -139,7 +139,7 @@ class RunwayProvider:
     async def submit(self, req: GenerationRequest, *, idempotency_key: str) -> str:
         image = None
         if req.image is not None:
-            image = image_data_uri(self._uploads / req.image)
+            image = await self._uploads.data_uri(req.image)
             if len(image) > _MAX_DATA_URI:
                 raise ProviderRejectedError(
                     f"Runway takes inline images up to 5 MB as data URIs; {req.image} is larger",
@@ -211,3 +211,4 @@ class RunwayProvider:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._uploads.aclose()

@@ -18,9 +18,7 @@ no credentials, so an API key is never sent to a host other than the vendor's AP
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import mimetypes
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -45,7 +43,6 @@ __all__ = [
     "RaiseFor",
     "VendorHttp",
     "catalogue_capabilities",
-    "image_data_uri",
     "retry_after_seconds",
 ]
 
@@ -75,12 +72,6 @@ def catalogue_capabilities(
     if config.price_per_second:
         caps = replace(caps, cost_per_second=config.price_per_second)
     return caps
-
-
-def image_data_uri(path: Path) -> str:
-    """An uploaded image as a ``data:`` URI (what Runway and Luma accept inline)."""
-    mime = mimetypes.guess_type(path.name)[0] or "image/png"
-    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
 
 
 class VendorHttp:

@@ -70,6 +70,7 @@ from reelforge.providers.vendor_http import (
     retry_after_seconds,
 )
 from reelforge.settings import ProviderConfig, Settings
+from reelforge.uploads import Uploads
 
 __all__ = ["GEMINI_BASE_URL", "VERTEX_BASE_URL", "VeoProvider", "file_id"]
 
@@ -148,7 +149,7 @@ class VeoProvider:
     ):
         self.name = name
         self._config = config
-        self._uploads = settings.uploads_dir
+        self._uploads = Uploads(settings)
         model = str(config.options.get("model", "veo-3.1-generate-preview"))
         self._spec = model_spec("veo", model, settings.catalogue)
         self._vertex = str(config.options.get("api", "gemini")) == "vertex"
@@ -179,18 +180,18 @@ class VeoProvider:
     def capabilities(self) -> Capabilities:
         return catalogue_capabilities(self._spec, self._config)
 
-    def _image(self, req: GenerationRequest) -> dict[str, str] | None:
+    async def _image(self, req: GenerationRequest) -> dict[str, str] | None:
         if req.image is None:
             return None
-        path = self._uploads / req.image
-        mime = "image/jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "image/png"
+        data = await self._uploads.read(req.image)
+        mime = "image/jpeg" if req.image.lower().endswith((".jpg", ".jpeg")) else "image/png"
         return {
-            "bytesBase64Encoded": base64.b64encode(path.read_bytes()).decode(),
+            "bytesBase64Encoded": base64.b64encode(data).decode(),
             "mimeType": mime,
         }
 
-    def request_body(self, req: GenerationRequest) -> dict[str, Any]:
-        fields = self._spec.build_input(req, image=self._image(req))
+    async def request_body(self, req: GenerationRequest) -> dict[str, Any]:
+        fields = self._spec.build_input(req, image=await self._image(req))
         instance = {k: v for k, v in fields.items() if k in _INSTANCE_FIELDS}
         parameters = {k: v for k, v in fields.items() if k not in _INSTANCE_FIELDS}
         return {"instances": [instance], "parameters": {"sampleCount": 1, **parameters}}
@@ -200,7 +201,7 @@ class VeoProvider:
             "POST",
             f"{self._version}/{self._model_path}:predictLongRunning",
             what="generate videos",
-            json=self.request_body(req),
+            json=await self.request_body(req),
         )
         name = response.json().get("name")
         if not isinstance(name, str) or "/operations/" not in name:
@@ -327,3 +328,4 @@ class VeoProvider:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._uploads.aclose()

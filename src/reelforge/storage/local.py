@@ -1,7 +1,9 @@
 """Storage in a local directory: the one-machine default (``storage.kind = "local"``).
 
 Every write goes to a temporary name in the same directory and is renamed into
-place, so a reader sees a whole file or none. Blocking file work runs in a thread.
+place, so a reader sees a whole file or none. A file put from (or fetched to) the
+same filesystem is hard-linked, not copied, so a worker's scratch copy costs no
+disk or time. Blocking file work runs in a thread.
 """
 
 from __future__ import annotations
@@ -38,10 +40,17 @@ def _translated(key: str) -> Iterator[None]:
 
 
 def _atomic_copy(source: Path, dest: Path) -> None:
+    """``dest`` becomes a whole copy of ``source``: a hard link when both are on one
+    filesystem (free: files we store are never modified in place), else a copy."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
     try:
-        shutil.copyfile(source, tmp)
+        try:
+            os.link(source, tmp)
+        except FileNotFoundError:
+            raise
+        except OSError:  # another filesystem, or links not allowed
+            shutil.copyfile(source, tmp)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

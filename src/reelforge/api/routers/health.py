@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import secrets
+import asyncio
 import time
 from typing import Any
 
@@ -11,6 +10,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from reelforge.api.deps import RuntimeDep
+from reelforge.errors import ReelforgeError
 from reelforge.gpu.jobs import gpu_workers_by_provider
 from reelforge.metrics import render_metrics
 
@@ -33,22 +33,19 @@ async def healthz() -> dict[str, str]:
     },
 )
 async def readyz(rt: RuntimeDep) -> JSONResponse:
-    """Ready when Redis answers, storage is writable and a worker beat recently."""
+    """Ready when Redis answers, storage answers (local: the directory is writable;
+    s3: the bucket can be listed) and a worker beat recently."""
     checks: dict[str, Any] = {}
     try:
         checks["redis"] = bool(await rt.redis.ping())
     except Exception:  # any failure to reach Redis means not ready
         checks["redis"] = False
-    probe = rt.settings.data_dir / f".ready-{secrets.token_hex(4)}"
     try:
-        rt.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"ok")
+        async with asyncio.timeout(5):
+            await rt.storage.check()
         checks["storage"] = True
-    except OSError:
+    except (ReelforgeError, TimeoutError):
         checks["storage"] = False
-    finally:
-        with contextlib.suppress(OSError):
-            probe.unlink()
     window = max(5.0, rt.settings.worker_heartbeat_seconds * 5)
     workers = 0
     if checks["redis"]:

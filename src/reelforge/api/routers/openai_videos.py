@@ -33,7 +33,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reelforge.api.deps import CreateRateLimit, CurrentOwner, IdempotencyKey, RuntimeDep
-from reelforge.api.files import serve_file
+from reelforge.api.files import FILE_RESPONSES, serve_file
 from reelforge.api.openai_schemas import (
     OPENAI_MODEL_METADATA_KEY,
     CreateVideoBody,
@@ -52,13 +52,13 @@ from reelforge.api.openapi import (
 )
 from reelforge.api.schemas import VIDEO_ID_PATTERN, error_responses
 from reelforge.errors import InvalidRequestError, NotFoundError, UnreadableMediaError
-from reelforge.media.ffmpeg import atomic_output
 from reelforge.media.image import decode_image, encode_png, fit_image
 from reelforge.models import MAX_SIDE, VideoStatus, parse_generation_request
 from reelforge.net.urlguard import FetchFailedError, guarded_request, policy_from_settings
 from reelforge.runtime import Runtime
 from reelforge.settings import Settings
 from reelforge.store import VideoRecord, is_valid_video_id
+from reelforge.uploads import Uploads
 from reelforge.videos import create_video, delete_video, regenerate_video
 
 __all__ = [
@@ -335,7 +335,7 @@ async def _fetch_image(settings: Settings, url: str) -> bytes:
     return answer.content
 
 
-async def _store_reference_image(settings: Settings, data: bytes) -> str:
+async def _store_reference_image(uploads: Uploads, data: bytes) -> str:
     """Decode, normalise to PNG and store an input image; returns its file name.
 
     Re-encoding means the renderer only ever reads a PNG we wrote: no upload's own
@@ -356,8 +356,7 @@ async def _store_reference_image(settings: Settings, data: bytes) -> str:
 
     png = await asyncio.to_thread(normalise)
     name = f"ref_{secrets.token_hex(12)}.png"
-    async with atomic_output(settings.uploads_dir / name) as partial:
-        await asyncio.to_thread(partial.write_bytes, png)
+    await uploads.put(name, png)
     return name
 
 
@@ -557,7 +556,7 @@ async def create_openai_video(
     image_name = None
     if image is not None:
         client_body["input_reference_sha256"] = hashlib.sha256(image).hexdigest()
-        image_name = await _store_reference_image(rt.settings, image)
+        image_name = await _store_reference_image(rt.uploads, image)
         req = req.model_copy(update={"image": image_name})
     try:
         record, created = await create_video(
@@ -565,12 +564,12 @@ async def create_openai_video(
         )
     except BaseException:
         if image_name is not None:
-            (rt.settings.uploads_dir / image_name).unlink(missing_ok=True)
+            await rt.uploads.delete(image_name)
         raise
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
         if image_name is not None:  # the first video keeps its own copy
-            (rt.settings.uploads_dir / image_name).unlink(missing_ok=True)
+            await rt.uploads.delete(image_name)
     return _present(rt, record, response)
 
 
@@ -624,15 +623,17 @@ async def delete_openai_video(
     responses={
         200: {"content": _FILE_TYPES, "description": "The file"},
         206: {"content": _FILE_TYPES, "description": "Partial content (Range)"},
+        **FILE_RESPONSES,
         **_errors(400, 404, 416, 503),
     },
 )
 async def download_openai_video_content(
+    request: Request,
     video_id: OpenAIVideoId,
     rt: RuntimeDep,
     owner: CurrentOwner,
     variant: Literal["video", "thumbnail", "spritesheet"] = "video",
-) -> FileResponse:
+) -> Response:
     """The MP4, thumbnail or spritesheet, with HTTP Range; 400 until the video is completed."""
     record = await rt.store.get(video_id, owner=owner)
     if record.status is not VideoStatus.COMPLETED:
@@ -642,7 +643,7 @@ async def download_openai_video_content(
         code="variant_not_available",
         param="variant",
     )
-    return serve_file(rt, record, _VARIANT_FORMATS[variant], not_available=missing)
+    return await serve_file(request, rt, record, _VARIANT_FORMATS[variant], not_available=missing)
 
 
 @router.post(

@@ -18,7 +18,7 @@ from reelforge.api.deps import (
     VideoId,
     record_by_link_or_key,
 )
-from reelforge.api.files import serve_file
+from reelforge.api.files import FILE_RESPONSES, serve_file
 from reelforge.api.openapi import generation_request_schema, json_body
 from reelforge.api.schemas import (
     VIDEO_ID_PATTERN,
@@ -208,6 +208,7 @@ async def delete(video_id: VideoId, rt: RuntimeDep, owner: CurrentOwner) -> Dele
     responses={
         200: {"content": _FILE_TYPES, "description": "The file"},
         206: {"content": _FILE_TYPES, "description": "Partial content (Range)"},
+        **FILE_RESPONSES,
         **error_responses(400, 403, 404, 409, 416, 503),
     },
 )
@@ -218,7 +219,7 @@ async def content(
     format: Literal["mp4", "webm", "thumbnail", "spritesheet"] = "mp4",
     expires: Annotated[str | None, Query(max_length=16)] = None,
     sig: Annotated[str | None, Query(max_length=64)] = None,
-) -> FileResponse:
+) -> Response:
     """The file, with HTTP Range (206), ``Accept-Ranges``, ``ETag`` and 416.
 
     Opens with an API key, or without one through the signed ``url`` of a file in
@@ -234,4 +235,4 @@ async def content(
         code="format_not_available",
         param="format",
     )
-    return serve_file(rt, record, format, not_available=missing)
+    return await serve_file(request, rt, record, format, not_available=missing)

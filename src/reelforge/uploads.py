@@ -1,0 +1,78 @@
+"""Input reference images: stored once by the API, read by whichever process needs them.
+
+The API re-encodes an uploaded image to a PNG and puts it in storage under
+``uploads/<name>``; a request carries only the name. Providers read the bytes
+(vendors take them inline or as an upload) and renderers that need a file (the
+``local`` renderer, the GPU worker) get a local path: the stored file itself with
+``local`` storage, else a copy in this process's scratch directory. No process ever
+reads another process's local files.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+import secrets
+from pathlib import Path
+
+from reelforge.settings import Settings
+from reelforge.storage import LocalStorage, Storage, build_storage, join_key
+
+__all__ = ["Uploads", "upload_key"]
+
+
+def upload_key(name: str) -> str:
+    return join_key("uploads", name)
+
+
+class Uploads:
+    """The uploads in this process's storage (built on first use, closed with it)."""
+
+    def __init__(self, settings: Settings, storage: Storage | None = None):
+        self._settings = settings
+        self._storage = storage
+        self._owned = storage is None
+
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            self._storage = build_storage(self._settings)
+        return self._storage
+
+    async def put(self, name: str, data: bytes) -> None:
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        await self.storage.put_bytes(upload_key(name), data, content_type=content_type)
+
+    async def read(self, name: str) -> bytes:
+        """The image's bytes; NotFoundError (``file_missing``) when it is gone."""
+        return await self.storage.get_bytes(upload_key(name))
+
+    async def data_uri(self, name: str) -> str:
+        """The image as a ``data:`` URI (what Runway, Luma, fal and Replicate take inline)."""
+        mime = mimetypes.guess_type(name)[0] or "image/png"
+        return f"data:{mime};base64,{base64.b64encode(await self.read(name)).decode()}"
+
+    async def local_path(self, name: str) -> Path:
+        """A file with the image, for code that reads paths."""
+        storage = self.storage
+        if isinstance(storage, LocalStorage):
+            return storage.path_of(upload_key(name))
+        dest = self._settings.work_dir / "uploads" / name
+        if not dest.is_file():  # uploads never change: a complete copy is current
+            await storage.get_file(upload_key(name), dest)
+        return dest
+
+    async def copy(self, name: str) -> str:
+        """A copy of an upload under a new name (for a video of its own)."""
+        new = f"ref_{secrets.token_hex(12)}{Path(name).suffix}"
+        data = await self.read(name)
+        await self.put(new, data)
+        return new
+
+    async def delete(self, name: str) -> None:
+        await self.storage.delete(upload_key(name))
+
+    async def aclose(self) -> None:
+        if self._owned and self._storage is not None:
+            await self._storage.aclose()
+            self._storage = None
