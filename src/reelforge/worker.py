@@ -708,13 +708,18 @@ class _GenerationRun(_Run):
                         self.policy,
                         on_retry=self._note_retry(name),
                     )
+            async with self.timed("media"):
+                info = await probe(dest)
             # The next stage may run on another machine: hand the result over there.
             async with self.timed("storage"):
                 await self.rt.storage.put_file(key, dest, content_type="video/mp4")
         else:
             dest = await self.local_raw(rec)
-        async with self.timed("media"):
-            info = await probe(dest)
+            async with self.timed("media"):
+                info = await probe(dest)
+        # Handed over: whichever worker processes it takes it from storage, so this
+        # scratch copy is not left behind on a machine that may never see it again.
+        dest.unlink(missing_ok=True)
         await self.rt.breakers.success(name)
         await self.rt.capacity.release(name, self.video_id)
         attempt.ended_at = time.time()

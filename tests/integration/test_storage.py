@@ -174,6 +174,10 @@ async def test_a_full_disk_is_storage_full_and_leaves_no_partial_file(
         Path(dst).write_bytes(b"half")  # what a write cut by ENOSPC leaves
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    def other_filesystem(src: object, dst: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", other_filesystem)  # so the file is copied
     monkeypatch.setattr(shutil, "copyfile", full)
     with pytest.raises(StorageFullError) as info:
         await store.put_file("videos/v/video.mp4", source)
@@ -200,3 +204,13 @@ def test_settings_pick_the_implementation(tmp_path: Path) -> None:
         )
     )
     assert s3.kind == "s3"
+
+
+async def test_local_storage_links_a_file_on_the_same_filesystem(tmp_path: Path) -> None:
+    store = LocalStorage(tmp_path / "store")
+    source = _file(tmp_path / "in.mp4", 1000)
+    await store.put_file("videos/v/video.mp4", source)
+    stored = store.path_of("videos/v/video.mp4")
+    assert stored.stat().st_ino == source.stat().st_ino  # no second copy on disk
+    source.unlink()  # the scratch copy goes; the stored file stays whole
+    assert stored.read_bytes() and stored.stat().st_size == 1000
