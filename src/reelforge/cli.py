@@ -508,6 +508,7 @@ _LIMIT_OPTIONS = {
     "videos_per_day": "--videos-per-day",
     "video_seconds_per_day": "--seconds-per-day",
     "monthly_budget": "--monthly-budget",
+    "retention_seconds": "--retention-seconds",
 }
 MaxConcurrent = Annotated[
     int | None, typer.Option("--max-concurrent", min=0, help="Jobs running at once.")
@@ -521,6 +522,12 @@ SecondsPerDay = Annotated[
 MonthlyBudget = Annotated[
     float | None,
     typer.Option("--monthly-budget", min=0, help="Spend a UTC month (providers' price unit)."),
+]
+RetentionSeconds = Annotated[
+    int | None,
+    typer.Option(
+        "--retention-seconds", min=1, help="Delete ended videos this long after they end."
+    ),
 ]
 
 
@@ -559,6 +566,7 @@ def keys_create(
     videos_per_day: VideosPerDay = None,
     seconds_per_day: SecondsPerDay = None,
     monthly_budget: MonthlyBudget = None,
+    retention_seconds: RetentionSeconds = None,
 ) -> None:
     """Create an API key and print it (it is shown only this once)."""
     from reelforge.tenants import TenantLimits
@@ -568,6 +576,7 @@ def keys_create(
         "videos_per_day": videos_per_day,
         "video_seconds_per_day": seconds_per_day,
         "monthly_budget": monthly_budget,
+        "retention_seconds": retention_seconds,
     }
     given = {k: v for k, v in changes.items() if v is not None}
 
@@ -659,6 +668,7 @@ def keys_limits(
     videos_per_day: VideosPerDay = None,
     seconds_per_day: SecondsPerDay = None,
     monthly_budget: MonthlyBudget = None,
+    retention_seconds: RetentionSeconds = None,
     unlimited: Annotated[
         list[str] | None,
         typer.Option(help="Remove a quota (repeatable): max-concurrent, videos-per-day, ..."),
@@ -675,6 +685,7 @@ def keys_limits(
             "videos_per_day": videos_per_day,
             "video_seconds_per_day": seconds_per_day,
             "monthly_budget": monthly_budget,
+            "retention_seconds": retention_seconds,
         }.items()
         if v is not None
     }

@@ -164,6 +164,24 @@ class Keys:
         """String: set once an event's webhook was delivered (no second delivery)."""
         return f"{self.prefix}:webhook-done:{event_id}"
 
+    def ended(self, owner: str) -> str:
+        """Sorted set: the owner's ended videos by the time they ended (s), for retention."""
+        return f"{self.prefix}:owner:{owner}:ended"
+
+    @property
+    def ended_owners(self) -> str:
+        """Set: the owners that have ended videos (those the retention sweep visits)."""
+        return f"{self.prefix}:ended-owners"
+
+    @property
+    def retention_lock(self) -> str:
+        """String (expiring): held by the worker running this round's retention sweep."""
+        return f"{self.prefix}:retention-lock"
+
+    def upload_users(self, name: str) -> str:
+        """Set: the videos that use an uploaded image (it goes with the last one)."""
+        return f"{self.prefix}:upload-users:{name}"
+
     def webhook_attempts(self, event_id: str) -> str:
         """String: the count of delivery attempts of an event (its attempt numbers)."""
         return f"{self.prefix}:webhook-attempts:{event_id}"

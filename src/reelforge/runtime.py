@@ -94,7 +94,7 @@ class Runtime:
             ),
             callbacks=CallbackRegistry(redis, keys, settings),
             storage=storage,
-            uploads=Uploads(settings, storage),
+            uploads=Uploads(settings, storage, redis=redis, keys=keys),
         )
 
     def provider(self, name: str) -> Provider:

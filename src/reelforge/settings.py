@@ -402,7 +402,11 @@ class Settings(BaseSettings):
         }
     )
     # How long finished files stay downloadable (`expires_at` of /v1/videos); 0 = forever.
-    retention_seconds: int = 0
+    # Ended videos and their files are deleted this long after they end (0: kept
+    # forever); a tenant's own retention_seconds limit overrides it. Checked every
+    # retention_sweep_seconds, which is also how often worker scratch is swept.
+    retention_seconds: int = Field(default=0, ge=0)
+    retention_sweep_seconds: float = Field(default=60.0, gt=0)
     providers: dict[str, ProviderConfig] = Field(default_factory=_default_providers)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     # This worker's own local scratch (renders, transcodes); None: data_dir/work.

@@ -358,6 +358,16 @@ return false
 """
 
 
+# KEYS: record, owner's ended index, ended owners. ARGV: id, ended at, owner. Only
+# for a record that still exists (a delete racing the end leaves no index entry).
+_MARK_ENDED_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[3])
+return 1
+"""
+
+
 def request_fingerprint(data: dict[str, Any]) -> str:
     """A stable hash of what a client sent, to tell a retry from a different request."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -607,6 +617,7 @@ class VideoStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.video(video_id), self.keys.events(video_id))
             pipe.zrem(self.keys.owner_index(owner), video_id)
+            pipe.zrem(self.keys.ended(owner), video_id)
             pipe.zrem(self.keys.active, video_id)
             for provider in providers:
                 pipe.zrem(self.keys.leases(provider), video_id)
@@ -614,6 +625,20 @@ class VideoStore:
                 pipe.delete(self.keys.submit_claim(video_id, attempt.number))
             await pipe.execute()
         return record
+
+    async def mark_ended(self, record: VideoRecord) -> None:
+        """Put an ended video in its owner's retention index (``keys.ended``)."""
+        keys = self.keys
+        await self.redis.eval(
+            _MARK_ENDED_LUA,
+            3,
+            keys.video(record.id),
+            keys.ended(record.owner),
+            keys.ended_owners,
+            record.id,
+            repr(record.updated_at),
+            record.owner,
+        )
 
     async def active_ids(self, *, idle_for: float = 0.0) -> list[str]:
         """Non-terminal videos not updated for ``idle_for`` seconds (oldest first)."""

@@ -73,6 +73,9 @@ class TenantLimits:
     videos_per_day: int | None = None
     video_seconds_per_day: float | None = None
     monthly_budget: float | None = None  # in the providers' price unit (USD)
+    # Ended videos (and their files) are deleted this long after they ended; None:
+    # the service's retention_seconds.
+    retention_seconds: int | None = None
 
     def to_hash(self) -> dict[str, str]:
         return {f.name: _text(getattr(self, f.name)) for f in fields(self)}
@@ -88,6 +91,7 @@ class TenantLimits:
             videos_per_day=number("videos_per_day", int),
             video_seconds_per_day=number("video_seconds_per_day", float),
             monthly_budget=number("monthly_budget", float),
+            retention_seconds=number("retention_seconds", int),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -6,19 +6,33 @@ The API re-encodes an uploaded image to a PNG and puts it in storage under
 ``local`` renderer, the GPU worker) get a local path: the stored file itself with
 ``local`` storage, else a copy in this process's scratch directory. No process ever
 reads another process's local files.
+
+An upload is shared by the videos made from it (a regenerate or remix takes its
+source's image), so it is reference-counted: a Redis set of its users, and the
+object is removed when its last user is deleted.
 """
 
 from __future__ import annotations
 
 import base64
 import mimetypes
-import secrets
 from pathlib import Path
 
+from redis.asyncio import Redis
+
+from reelforge.keys import Keys
 from reelforge.settings import Settings
 from reelforge.storage import LocalStorage, Storage, build_storage, join_key
 
 __all__ = ["Uploads", "upload_key"]
+
+
+# KEYS: the upload's users. ARGV: the video. 1 when no user is left (remove it).
+_RELEASE_LUA = """
+redis.call('SREM', KEYS[1], ARGV[1])
+if redis.call('SCARD', KEYS[1]) == 0 then return 1 end
+return 0
+"""
 
 
 def upload_key(name: str) -> str:
@@ -28,10 +42,19 @@ def upload_key(name: str) -> str:
 class Uploads:
     """The uploads in this process's storage (built on first use, closed with it)."""
 
-    def __init__(self, settings: Settings, storage: Storage | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage | None = None,
+        *,
+        redis: Redis | None = None,
+        keys: Keys | None = None,
+    ):
         self._settings = settings
         self._storage = storage
         self._owned = storage is None
+        self._redis = redis
+        self._keys = keys
 
     @property
     def storage(self) -> Storage:
@@ -62,12 +85,24 @@ class Uploads:
             await storage.get_file(upload_key(name), dest)
         return dest
 
-    async def copy(self, name: str) -> str:
-        """A copy of an upload under a new name (for a video of its own)."""
-        new = f"ref_{secrets.token_hex(12)}{Path(name).suffix}"
-        data = await self.read(name)
-        await self.put(new, data)
-        return new
+    async def retain(self, name: str, *video_ids: str) -> None:
+        """Record that these videos use the upload."""
+        redis, keys = self._refs()
+        await redis.sadd(keys.upload_users(name), *video_ids)
+
+    async def release(self, name: str, video_id: str) -> bool:
+        """A video that used the upload is gone; the upload goes too when it was the
+        last user. Returns whether it was removed."""
+        redis, keys = self._refs()
+        if not await redis.eval(_RELEASE_LUA, 1, keys.upload_users(name), video_id):
+            return False
+        await self.delete(name)
+        return True
+
+    def _refs(self) -> tuple[Redis, Keys]:
+        if self._redis is None or self._keys is None:
+            raise RuntimeError("reference counts need the runtime's Redis")
+        return self._redis, self._keys
 
     async def delete(self, name: str) -> None:
         await self.storage.delete(upload_key(name))

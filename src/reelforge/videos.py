@@ -128,6 +128,10 @@ async def create_video(
     if not created:
         await rt.quotas.undo(admission)
         return record, created
+    if req.image is not None:
+        # The image is shared with the video this one was made from (if any).
+        users = (record.id, regenerated_from) if regenerated_from else (record.id,)
+        await rt.uploads.retain(req.image, *users)
     await rt.queues.enqueue_for_stage(record.id, Stage.QUEUED)
     return record, created
 
@@ -167,16 +171,8 @@ async def regenerate_video(
         fields["prompt"] = prompt
     if provider is not None:
         fields["provider"] = provider
-    if source.request.image is not None:
-        # Each video owns its upload (a delete removes it): the new take gets a copy.
-        fields["image"] = await rt.uploads.copy(source.request.image)
     req = parse_generation_request(fields)
-    try:
-        record, _ = await create_video(rt, req, owner=owner, regenerated_from=source.id)
-    except BaseException:
-        if req.image is not None:
-            await rt.uploads.delete(req.image)
-        raise
+    record, _ = await create_video(rt, req, owner=owner, regenerated_from=source.id)
     return record
 
 
@@ -195,7 +191,9 @@ async def cancel_video(rt: Runtime, video_id: str, *, owner: str) -> VideoRecord
     )
     if result.applied:
         await rt.metrics.job_finished(record.provider, "cancelled")
-        await video_finished(rt, await rt.store.get(video_id))
+        cancelled = await rt.store.get(video_id)
+        await rt.store.mark_ended(cancelled)
+        await video_finished(rt, cancelled)
     else:
         await rt.queues.abort(video_id)
     return await rt.store.get(video_id, owner=owner)
@@ -221,8 +219,10 @@ async def delete_video(rt: Runtime, video_id: str, *, owner: str) -> None:
     if record is not None:
         # A video deleted while running never reports back: free its quota now.
         await video_finished(rt, record)
-    image = record.request.image if record is not None else None
-    await remove_video_files(rt.storage, rt.settings, video_id, image=image)
+    await remove_video_files(rt.storage, rt.settings, video_id)
+    if record is not None and record.request.image is not None:
+        with contextlib.suppress(ReelforgeError):  # the retention sweep retries
+            await rt.uploads.release(record.request.image, video_id)
     if removed is None:
         raise NotFoundError(f"no video {video_id}", param="id")
 

@@ -60,6 +60,7 @@ from reelforge.pipeline import produce_outputs
 from reelforge.prompts.submit import prepare_submission
 from reelforge.providers import RemoteState
 from reelforge.providers.base import CallbackProvider, WaitsForWorkers, is_moderation_refusal
+from reelforge.retention import sweep_expired_once, sweep_scratch
 from reelforge.retry import RetryPolicy, call_with_retries
 from reelforge.runtime import Runtime
 from reelforge.storage.layout import (
@@ -272,6 +273,7 @@ class _Run:
     async def finished(self, provider: str, status: str) -> None:
         await self.rt.metrics.job_finished(provider, status)
         rec = await self.record()
+        await self.rt.store.mark_ended(rec)
         await self.rt.metrics.stage_durations(rec.stage_durations)
         await video_finished(self.rt, rec)
 
@@ -955,14 +957,24 @@ class WorkerProcess:
         return requeued
 
     async def _periodic(self) -> None:
-        interval = self.rt.settings.worker_heartbeat_seconds
+        settings = self.rt.settings
+        interval = settings.worker_heartbeat_seconds
+        hygiene_due = time.monotonic() + settings.retention_sweep_seconds
         while True:
             with contextlib.suppress(Exception):
                 await self.beat()
                 await self.sweep_once()
+            if time.monotonic() >= hygiene_due:
+                hygiene_due = time.monotonic() + settings.retention_sweep_seconds
+                with contextlib.suppress(Exception):
+                    await sweep_expired_once(self.rt)
+                    await sweep_scratch(self.rt)
             await asyncio.sleep(interval)
 
     async def start(self) -> None:
+        # What killed processes left in our scratch goes before new work arrives.
+        with contextlib.suppress(Exception):
+            await sweep_scratch(self.rt)
         await self.beat()
         self._tasks = [asyncio.create_task(w.start()) for w in self.workers]
         self._tasks.append(asyncio.create_task(self._periodic()))

@@ -75,15 +75,10 @@ def scratch_of(settings: Settings, video_id: str) -> Path:
     return settings.work_dir / video_id
 
 
-async def remove_video_files(
-    storage: Storage, settings: Settings, video_id: str, *, image: str | None = None
-) -> None:
-    """Everything of a video: delivered files, the raw result, its upload, this
-    process's scratch. Best effort per part (a store that is down leaves objects the
-    retention sweep removes later); never raises."""
-    if image:
-        with contextlib.suppress(ReelforgeError, ValueError):
-            await storage.delete(join_key("uploads", image))
+async def remove_video_files(storage: Storage, settings: Settings, video_id: str) -> None:
+    """A video's files: delivered files, the raw result, this process's scratch (its
+    upload is reference-counted: :meth:`reelforge.uploads.Uploads.release`). Best
+    effort per part; never raises."""
     with contextlib.suppress(ReelforgeError):
         await storage.delete_prefix(outputs_prefix(video_id))
     await remove_work_files(storage, settings, video_id)

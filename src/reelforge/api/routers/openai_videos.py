@@ -55,6 +55,7 @@ from reelforge.errors import InvalidRequestError, NotFoundError, UnreadableMedia
 from reelforge.media.image import decode_image, encode_png, fit_image
 from reelforge.models import MAX_SIDE, VideoStatus, parse_generation_request
 from reelforge.net.urlguard import FetchFailedError, guarded_request, policy_from_settings
+from reelforge.retention import retention_of
 from reelforge.runtime import Runtime
 from reelforge.settings import Settings
 from reelforge.store import VideoRecord, is_valid_video_id
@@ -245,9 +246,9 @@ def _poll_after_ms(settings: Settings, rec: VideoRecord) -> int:
     return min(max(interval_ms, _POLL_AFTER_MIN_MS), _POLL_AFTER_MAX_MS)
 
 
-def _present(rt: Runtime, rec: VideoRecord, response: Response) -> OpenAIVideo:
+async def _present(rt: Runtime, rec: VideoRecord, response: Response) -> OpenAIVideo:
     response.headers[POLL_AFTER_HEADER] = str(_poll_after_ms(rt.settings, rec))
-    return present_openai_video(rec, retention_seconds=rt.settings.retention_seconds)
+    return present_openai_video(rec, retention_seconds=await retention_of(rt, rec.owner))
 
 
 def _not_ready(rec: VideoRecord) -> InvalidRequestError:
@@ -570,7 +571,7 @@ async def create_openai_video(
         response.headers["Idempotent-Replayed"] = "true"
         if image_name is not None:  # the first video keeps its own copy
             await rt.uploads.delete(image_name)
-    return _present(rt, record, response)
+    return await _present(rt, record, response)
 
 
 @router.get("/videos", response_model=OpenAIVideoList, responses=_errors(400, 404, 503))
@@ -591,7 +592,7 @@ async def list_openai_videos(
     records, has_more = await rt.store.page(
         owner, limit=limit, after=after, newest_first=order == "desc"
     )
-    retention = rt.settings.retention_seconds
+    retention = await retention_of(rt, owner)
     return OpenAIVideoList(
         data=[present_openai_video(r, retention_seconds=retention) for r in records],
         first_id=records[0].id if records else None,
@@ -605,7 +606,7 @@ async def retrieve_openai_video(
     video_id: OpenAIVideoId, response: Response, rt: RuntimeDep, owner: CurrentOwner
 ) -> OpenAIVideo:
     """The video; ``openai-poll-after-ms`` tells the SDK's poller when to ask again."""
-    return _present(rt, await rt.store.get(video_id, owner=owner), response)
+    return await _present(rt, await rt.store.get(video_id, owner=owner), response)
 
 
 @router.delete("/videos/{video_id}", response_model=OpenAIDeletedVideo, responses=_errors(404, 503))
@@ -669,4 +670,4 @@ async def remix_openai_video(
     record = await regenerate_video(
         rt, video_id, owner=owner, seed=source.request.seed, prompt=body.prompt
     )
-    return _present(rt, record, response)
+    return await _present(rt, record, response)
