@@ -4,8 +4,9 @@ Schemathesis (``run --checks all``: every check it has, every phase: examples,
 coverage, fuzzing and the stateful phase that chains calls through the links it
 infers) against the real service: the app under uvicorn on 127.0.0.1, a real
 worker, real Redis, with API keys on (the multi-tenant mode a team runs: every
-request carries a tenant's key, as a client would). Settings (seed, example counts) are in ``schemathesis.toml``
-beside this file; the image strategies are in ``tests/schemathesis_hooks.py``.
+request carries a tenant's key, as a client would). Settings (seed, example
+counts) are in ``schemathesis.toml`` beside this file; the image strategies are in
+``tests/schemathesis_hooks.py``.
 
 A failure prints schemathesis' report: each problem with a ``curl`` line that
 reproduces it against a running server.
