@@ -199,6 +199,7 @@ class EmulatorHarness:
 
 
 def _harnesses() -> tuple[Callable[[], Harness], ...]:
+    from tests.contract.harness_comfyui import ComfyUIHarness
     from tests.contract.harness_fal import FalHarness
     from tests.contract.harness_local import LocalHarness
     from tests.contract.harness_luma import LumaHarness
@@ -216,6 +217,7 @@ def _harnesses() -> tuple[Callable[[], Harness], ...]:
         VeoVertexHarness,
         FalHarness,
         ReplicateHarness,
+        ComfyUIHarness,
     )
 
 

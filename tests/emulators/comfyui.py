@@ -25,7 +25,10 @@ What it owns:
   ``execution_interrupted``), ``/upload/image``, ``/system_stats``; every route also
   under ``/api``;
 * fault switches (:class:`ComfyConfig`): a node class that fails with
-  ``execution_error``, seconds per sampler step;
+  ``execution_error``, seconds per sampler step, the next N ``/prompt`` calls
+  answering 500 (an exception in the server, or the proxy in front of it), a
+  restart that forgets every prompt (queue and history are in memory in ComfyUI),
+  and the next N ``/view`` downloads dropped half way;
 * counters (:class:`ComfyState`): submits per prompt id, interrupts, deletes.
 """
 
@@ -47,7 +50,13 @@ from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 
 from reelforge.errors import FFmpegError
 from reelforge.media.ffmpeg import run_ffmpeg
@@ -105,11 +114,15 @@ NODES: dict[str, tuple[tuple[str, ...], bool]] = {
 class ComfyConfig:
     step_seconds: float = 0.02  # per sampler step
     fail_class: str | None = None  # a node class that raises during execution
+    fail_next: int = 0  # the next N POST /prompt answer 500
+    forget_prompts: bool = False  # every prompt is forgotten (a server restart)
+    cut_views_next: int = 0  # the next N /view downloads drop half way
 
 
 @dataclass
 class ComfyState:
     submits: Counter[str] = field(default_factory=Counter)
+    prompt_requests: int = 0  # POST /prompt calls that reached the server
     interrupts: list[str | None] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     uploads: list[str] = field(default_factory=list)
@@ -307,6 +320,11 @@ class ComfyEmulator:
     def enqueue(self, prompt: _Prompt) -> None:
         self.pending.append(prompt)
         self._wake.set()
+
+    def forget(self) -> None:
+        """What a restart does: the queue and the history live in ComfyUI's memory."""
+        self.pending.clear()
+        self.history.clear()
 
     def _check_interrupt(self, prompt_id: str) -> None:
         if self._interrupt in ("*", prompt_id):
@@ -515,12 +533,28 @@ class ComfyEmulator:
             self._interrupt = self.running.prompt_id
 
 
+class _ConnectionCut(Exception):
+    """Raised mid-body so that the server drops the connection."""
+
+
+async def _half_then_drop(data: bytes) -> AsyncIterator[bytes]:
+    yield data[: len(data) // 2]
+    raise _ConnectionCut("emulated connection drop half way through the body")
+
+
 def create_comfy_emulator(emulator: ComfyEmulator) -> FastAPI:
     app = FastAPI(title="ComfyUI emulator")
     router = APIRouter()
 
     @router.post("/prompt")
-    async def post_prompt(request: Request) -> JSONResponse:
+    async def post_prompt(request: Request) -> Response:
+        emulator.state.prompt_requests += 1
+        if emulator.config.fail_next > 0:
+            emulator.config.fail_next -= 1
+            # What aiohttp answers for an exception in a handler.
+            return PlainTextResponse(
+                "500 Internal Server Error\n\nServer got itself in trouble", 500
+            )
         try:
             body = await request.json()
         except ValueError:
@@ -541,6 +575,8 @@ def create_comfy_emulator(emulator: ComfyEmulator) -> FastAPI:
         emulator.enqueue(
             _Prompt(number, prompt_id, body["prompt"], str(body.get("client_id", "")), checked)
         )
+        if emulator.config.forget_prompts:  # the server restarted: nothing is kept
+            emulator.forget()
         await emulator.send_status()
         return JSONResponse({"prompt_id": prompt_id, "number": number, "node_errors": {}})
 
@@ -597,9 +633,16 @@ def create_comfy_emulator(emulator: ComfyEmulator) -> FastAPI:
         if not path.is_file():
             return JSONResponse({}, 404)
         media = {"mp4": "video/mp4", "webm": "video/webm", "webp": "image/webp", "png": "image/png"}
-        return FileResponse(
-            path, media_type=media.get(path.suffix.lstrip("."), "application/octet-stream")
-        )
+        media_type = media.get(path.suffix.lstrip("."), "application/octet-stream")
+        if emulator.config.cut_views_next > 0:
+            emulator.config.cut_views_next -= 1
+            data = path.read_bytes()
+            return StreamingResponse(
+                _half_then_drop(data),
+                media_type=media_type,
+                headers={"content-length": str(len(data))},
+            )
+        return FileResponse(path, media_type=media_type)
 
     @router.post("/upload/image")
     async def upload_image(request: Request) -> JSONResponse:
