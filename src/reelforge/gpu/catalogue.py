@@ -1,8 +1,9 @@
 """The open video models the ``diffusers`` provider knows, and how a request maps onto one.
 
-Each :class:`ModelSpec` holds what the model's diffusers pipeline documents (defaults
-of ``__call__``, the frame and size rules its VAE and patching impose), its licence and
-the VRAM published for it (docs/gpu.md cites the sources). :func:`plan_generation`
+Each :class:`ModelSpec` (one table of ``catalogue.toml``) holds what the model's
+diffusers pipeline documents (defaults of ``__call__``, the frame and size rules its
+VAE and patching impose), its licence and the VRAM published for it (docs/gpu.md
+cites the sources); adding a model is an entry there, not code. :func:`plan_generation`
 turns our :class:`~reelforge.models.GenerationRequest` into the exact call arguments:
 
 * size: each side rounded *down* to the model's multiple (what the pipelines do
@@ -18,7 +19,9 @@ Nothing here imports torch: the API and the ordinary workers use it too.
 from __future__ import annotations
 
 import hashlib
+import tomllib
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from typing import Any
 
 from reelforge.errors import ProviderRejectedError
@@ -56,145 +59,14 @@ class ModelSpec:
     output_type: str = "np"
 
 
-# Sources: diffusers 0.42.1 pipeline defaults; the model cards and READMEs cited in
-# docs/gpu.md. "vram" is what the model's publishers state, not a measurement of ours.
-CATALOGUE: dict[str, ModelSpec] = {
-    spec.key: spec
-    for spec in (
-        ModelSpec(
-            key="wan2.1-t2v-1.3b",
-            pipeline="WanPipeline",
-            image_pipeline="WanImageToVideoPipeline",
-            width=832,
-            height=480,
-            frames=81,
-            fps=16,
-            steps=50,
-            guidance_scale=5.0,
-            frame_step=4,
-            size_multiple=16,
-            max_frames=161,
-            licence="Apache-2.0",
-            vram="8.2 GB",
-        ),
-        ModelSpec(
-            key="wan2.1-t2v-14b",
-            pipeline="WanPipeline",
-            image_pipeline="WanImageToVideoPipeline",
-            width=1280,
-            height=720,
-            frames=81,
-            fps=16,
-            steps=50,
-            guidance_scale=5.0,
-            frame_step=4,
-            size_multiple=16,
-            max_frames=161,
-            licence="Apache-2.0",
-            vram="about 13 GB with group offload; 80 GB class without",
-        ),
-        ModelSpec(
-            key="wan2.2-ti2v-5b",
-            pipeline="WanPipeline",
-            image_pipeline="WanImageToVideoPipeline",
-            width=1280,
-            height=704,
-            frames=121,
-            fps=24,
-            steps=50,
-            guidance_scale=5.0,
-            frame_step=4,
-            size_multiple=32,
-            max_frames=161,
-            licence="Apache-2.0",
-            vram="24 GB with model offload",
-        ),
-        ModelSpec(
-            key="wan2.2-t2v-a14b",
-            pipeline="WanPipeline",
-            image_pipeline="WanImageToVideoPipeline",
-            width=1280,
-            height=720,
-            frames=81,
-            fps=16,
-            steps=40,
-            guidance_scale=4.0,
-            frame_step=4,
-            size_multiple=16,
-            max_frames=161,
-            licence="Apache-2.0",
-            vram="at least 80 GB on one GPU (with offload)",
-        ),
-        ModelSpec(
-            key="ltx-video",
-            pipeline="LTXPipeline",
-            image_pipeline="LTXImageToVideoPipeline",
-            width=704,
-            height=512,
-            frames=161,
-            fps=25,
-            steps=50,
-            guidance_scale=3.0,
-            frame_step=8,
-            size_multiple=32,
-            max_frames=257,
-            licence="LTXV Open Weights licence (per checkpoint)",
-            vram="about 10 GB (fp8 layerwise + group offload)",
-            output_type="pil",
-        ),
-        ModelSpec(
-            key="ltx-2",
-            pipeline="LTX2Pipeline",
-            image_pipeline="LTX2ImageToVideoPipeline",
-            width=768,
-            height=512,
-            frames=121,
-            fps=24,
-            steps=30,
-            guidance_scale=4.0,
-            frame_step=8,
-            size_multiple=32,
-            max_frames=257,
-            licence="LTX-2 Community License (check commercial terms)",
-            vram="24 GB + 64 GB RAM reported with FP8 and offload (third party)",
-            audio=True,
-            output_type="pil",
-        ),
-        ModelSpec(
-            key="hunyuanvideo-1.5",
-            pipeline="HunyuanVideo15Pipeline",
-            image_pipeline="HunyuanVideo15ImageToVideoPipeline",
-            width=1280,
-            height=720,
-            frames=121,
-            fps=24,
-            steps=50,
-            guidance_scale=6.0,
-            frame_step=4,
-            size_multiple=16,
-            max_frames=241,
-            licence="tencent-hunyuan-community (gated; not for the EU)",
-            vram="14 GB minimum with offloading",
-        ),
-        ModelSpec(
-            key="cogvideox-5b",
-            pipeline="CogVideoXPipeline",
-            image_pipeline="CogVideoXImageToVideoPipeline",
-            width=720,
-            height=480,
-            frames=49,
-            fps=8,
-            steps=50,
-            guidance_scale=6.0,
-            frame_step=4,
-            size_multiple=16,
-            max_frames=49,
-            licence="CogVideoX licence (5B); 2B is Apache-2.0",
-            vram="33 GB; 19 GB with model offload; under 4 GB with sequential offload",
-            output_type="pil",
-        ),
-    )
-}
+def _load_catalogue() -> dict[str, ModelSpec]:
+    """The models in ``catalogue.toml`` beside this module (its header cites sources)."""
+    text = resources.files("reelforge.gpu").joinpath("catalogue.toml").read_text()
+    models = tomllib.loads(text)["models"]
+    return {key: ModelSpec(key=key, **fields) for key, fields in models.items()}
+
+
+CATALOGUE: dict[str, ModelSpec] = _load_catalogue()
 
 # A configured pipeline class without a named model gets its family's rules.
 _FAMILY_BY_PIPELINE = {
