@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from reelforge.api.schemas import present_video
 from reelforge.models import Stage, parse_generation_request
 from reelforge.providers.local import local_remote_id
 from reelforge.runtime import Runtime
@@ -74,6 +75,7 @@ async def test_a_local_job_lost_with_its_worker_restarts_without_a_provider_atte
         await rt.close()
     assert record.stage is Stage.COMPLETED, record.error
     assert record.worker_restarts == 1
+    assert present_video(record, rt.links).worker_restarts == 1  # what clients see
     assert [(a.error or {}).get("code") for a in record.attempts] == ["worker_lost", None]
     assert errors == {}
     assert (breaker.state, breaker.failures) == ("closed", 0)

@@ -133,6 +133,10 @@ class VideoObject(BaseModel):
     links: dict[str, str]
     webhook_url: str | None = None
     webhook_deliveries: list[dict[str, Any]] = Field(default_factory=list)
+    worker_restarts: int = Field(
+        default=0,
+        description="Times a worker died while it held this video (not provider attempts)",
+    )
     seq: int = Field(description=_SEQ_DOC)
 
 
@@ -227,6 +231,7 @@ def present_video(rec: VideoRecord, links: LinkSigner) -> VideoObject:
         },
         webhook_url=rec.request.webhook_url,
         webhook_deliveries=rec.webhook_deliveries,
+        worker_restarts=rec.worker_restarts,
         seq=rec.seq,
     )
 
