@@ -54,8 +54,9 @@ CLAIM_SECONDS = 2 * TIMEOUT_SECONDS + 5
 # submit call short (the answer in flight, or the worker not yet storing the id).
 KILL_WINDOW_SECONDS = 2.0
 MAX_CONCURRENT_JOBS = 1
-# Alternating lengths: every vendor's catalogue model takes one of them.
-VIDEO_LENGTHS = (5, 8)
+# Lengths in turn: every vendor's catalogue model takes one of them, and two 5 s videos
+# to each 8 s one keep Luma and fal busy enough for Replicate (third for 5 s) to get some.
+VIDEO_LENGTHS = (5, 5, 8)
 # (provider name, catalogue model); the route is this order.
 MODELS = {
     "luma": "ray-2",

@@ -217,8 +217,8 @@ class LumaProvider:
 
     async def verify_callback(self, headers: Mapping[str, str], body: bytes) -> None:
         """Accept: Luma signs nothing (no signature header is documented). The token
-        in the URL is the check (issued per attempt, 32 random characters, known only
-        to Luma and us, expiring with the attempt); the callback is only a wake-up, so a
+        in the URL is the check (issued for one attempt, 32 random characters, known
+        only to Luma and us, kept six hours); the callback is only a wake-up, so a
         forged one costs a single status request."""
         del headers, body
 
