@@ -1,9 +1,10 @@
 """Chaos: kill workers and the API (and restart Redis) while videos are in flight.
 
 Proves three things on the real service (child processes, real Redis, the OpenAI
-emulator as the provider, or with ``vendors=True`` a route across the Runway and Luma
-emulators, which take no idempotency key): no submitted video is lost, none stays
-stuck, and no attempt creates more than one job at the provider.
+emulator as the provider, or with ``vendors=True`` a route across the Runway, Luma,
+Veo, fal and Replicate emulators, none of which takes an idempotency key; see
+:mod:`tests.chaos_vendors`): no submitted video is lost, none stays stuck, and no
+attempt creates more than one job at the provider.
 
 With ``provider="local"`` the in-process renderer makes the videos and only the two
 workers are killed: a job dies with its worker there, and that must count as a
@@ -14,6 +15,7 @@ every video completed).
 longer version through :func:`main`::
 
     .venv/bin/python -m tests.chaos --jobs 100 --seconds 120
+    .venv/bin/python -m tests.chaos --vendors --jobs 100 --seconds 120
     .venv/bin/python -m tests.chaos --provider local --jobs 30 --seconds 60
 """
 
@@ -39,11 +41,14 @@ import redis as sync_redis
 
 from reelforge.keys import Keys
 from reelforge.settings import ProviderConfig, Settings
+from tests.chaos_vendors import (
+    VIDEO_LENGTHS,
+    VendorFleet,
+    orphaned_by_a_kill,
+    start_vendor_fleet,
+)
 from tests.conftest import delete_prefix
-from tests.emulators.luma import running_luma
-from tests.emulators.openai_videos import EmulatorConfig, EmulatorState, running_emulator
-from tests.emulators.runway import running_runway
-from tests.emulators.vendor_common import VendorConfig
+from tests.emulators.openai_videos import EmulatorConfig, running_emulator
 from tests.service import free_port, service_env, spawn, stop
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
@@ -94,7 +99,15 @@ class ChaosReport:
     resubmits: dict[str, int] = field(default_factory=dict)
     """Idempotency key → create requests, where more than one (deduplicated by key)."""
     extra_remote_jobs: dict[str, int] = field(default_factory=dict)
-    """Video id → provider jobs beyond its recorded attempts, where any."""
+    """Video id → provider jobs beyond its recorded attempts, where any (orphans of a
+    kill mid-submit, below, are not counted here)."""
+    orphaned_by_kills: dict[str, str] = field(default_factory=dict)
+    """Video id → ``vendor:job`` a worker killed during the submit call left behind
+    (vendors without idempotency keys; see :func:`tests.chaos_vendors.orphaned_by_a_kill`)."""
+    worker_kills_at: list[float] = field(default_factory=list)
+    """Wall-clock times of the workers' SIGKILLs."""
+    vendor_jobs: dict[str, int] = field(default_factory=dict)
+    """Vendor provider → jobs its emulator accepted (``vendors=True``)."""
     attempts: Counter[int] = field(default_factory=Counter)
     """Attempts per video → how many videos."""
     provider_errors: dict[str, int] = field(default_factory=dict)
@@ -133,6 +146,12 @@ class ChaosReport:
             f"  duplicate jobs:      {len(self.duplicate_jobs)} {self.duplicate_jobs or ''}",
             f"  resubmits (deduplicated by key): {len(self.resubmits)} {self.resubmits or ''}",
             f"  extra remote jobs:   {len(self.extra_remote_jobs)} {self.extra_remote_jobs or ''}",
+            *([f"  jobs per vendor:     {self.vendor_jobs}"] if self.vendor_jobs else []),
+            *(
+                [f"  orphaned by a kill mid-submit: {self.orphaned_by_kills}"]
+                if self.vendor_jobs
+                else []
+            ),
             f"  attempts per video:  {dict(sorted(self.attempts.items()))}",
             f"  provider errors:     {sum(self.provider_errors.values())} "
             f"{self.provider_errors or ''}",
@@ -160,6 +179,8 @@ class _Children:
         self.procs[role] = spawn(args, self.env, self.logs / f"{role}.log")
 
     def kill(self, role: str) -> None:
+        if role.startswith("worker"):
+            self.report.worker_kills_at.append(time.time())
         stop(self.procs[role], signal.SIGKILL)
         self.report.kills += 1
 
@@ -187,13 +208,15 @@ async def _submit_all(
     seed: int,
     pace: float,
     report: ChaosReport,
-    seconds: int = 4,
+    lengths: tuple[int, ...] = (4,),
     size: str = "1280x720",
 ) -> list[str]:
-    """Submit ``jobs`` videos, each retried under its own Idempotency-Key until the API
-    answers: a kill mid-request neither loses nor duplicates the video."""
+    """Submit ``jobs`` videos (of ``lengths`` seconds in turn), each retried under its
+    own Idempotency-Key until the API answers: a kill mid-request neither loses nor
+    duplicates the video."""
     ids: list[str] = []
     for i in range(jobs):
+        seconds = lengths[i % len(lengths)]
         body = {"prompt": _prompt(i), "duration_seconds": seconds, "size": size}
         headers = {"Idempotency-Key": f"chaos-{seed}-{i}"}
         give_up = time.monotonic() + SUBMIT_GIVE_UP_SECONDS
@@ -360,21 +383,10 @@ async def run_chaos(
             )
             providers = {"remote": remote}
             route: list[str] = []
-            vendor_states: list[EmulatorState] = []
+            fleet: VendorFleet | None = None
             if vendors:
-                # Runway first, Luma behind it: both without idempotency keys.
-                runway = await stack.enter_async_context(
-                    running_runway(VendorConfig(api_key=_VENDOR_KEY, job_seconds=1.0))
-                )
-                luma = await stack.enter_async_context(
-                    running_luma(VendorConfig(api_key=_VENDOR_KEY, job_seconds=1.0))
-                )
-                vendor_states = [runway.state, luma.state]
-                providers = {
-                    "runway": _vendor("runway", runway.base_url, "gen4.5"),
-                    "luma": _vendor("luma", luma.base_url, "ray-2"),
-                }
-                route = ["runway", "luma"]
+                fleet = await start_vendor_fleet(stack, workdir)
+                providers, route = fleet.providers, fleet.route
             if local:
                 providers = {"local": ProviderConfig(kind="local", poll_interval_seconds=0.2)}
             settings = Settings(
@@ -392,18 +404,21 @@ async def run_chaos(
                 retry_initial_seconds=0.05,
                 retry_max_seconds=0.5,
             )
-            env = service_env(settings, {"REELFORGE_DEFAULT_PROVIDER": next(iter(providers))})
+            extra_env = {"REELFORGE_DEFAULT_PROVIDER": next(iter(providers))}
+            env = service_env(settings, {**extra_env, **(fleet.env if fleet else {})})
             children = _Children(env, logs, free_port(), report)
+            # The service goes before the emulators it talks to: a TLS server (fal)
+            # would otherwise wait out asyncio's 30 s SSL shutdown on its live clients.
+            stack.callback(children.kill_all)
             for role in ("worker0", "worker1", "api"):
                 children.start(role)
             base = f"http://127.0.0.1:{children.api_port}"
             async with httpx.AsyncClient(base_url=base, timeout=10) as client:
                 pace = seconds * 0.5 / max(jobs, 1)
-                # Luma's ray-2 makes 5 s or 9 s clips.
-                length = 5 if vendors else 3 if local else 4
+                lengths = VIDEO_LENGTHS if vendors else (3,) if local else (4,)
                 size = "640x360" if local else "1280x720"
                 submitting = asyncio.create_task(
-                    _submit_all(client, jobs, seed, pace, report, seconds=length, size=size)
+                    _submit_all(client, jobs, seed, pace, report, lengths=lengths, size=size)
                 )
                 try:
                     await _chaos(
@@ -422,8 +437,8 @@ async def run_chaos(
                         await submitting
                 final = await _settle(client, ids, children, report)
             _tally(report, ids, final, recorder, emu.state.submits_by_key)
-            if vendors:
-                _tally_vendor_jobs(report, ids, final, vendor_states)
+            if fleet is not None:
+                _tally_vendor_jobs(report, ids, final, fleet)
             _tally_service(report, url, prefix, ids, list(providers))
     finally:
         if children is not None:
@@ -491,35 +506,26 @@ def _tally_service(
         client.close()
 
 
-_VENDOR_KEY = "chaos-vendor-key"
-
-
-def _vendor(kind: str, base_url: str, model: str) -> ProviderConfig:
-    return ProviderConfig(
-        kind=kind,
-        base_url=base_url,
-        api_key=_VENDOR_KEY,  # type: ignore[arg-type]
-        poll_interval_seconds=0.1,
-        timeout_seconds=2,
-        options={"model": model},
-    )
-
-
 def _tally_vendor_jobs(
-    report: ChaosReport,
-    ids: list[str],
-    final: dict[str, dict[str, Any]],
-    states: list[EmulatorState],
+    report: ChaosReport, ids: list[str], final: dict[str, dict[str, Any]], fleet: VendorFleet
 ) -> None:
     """Vendors without keys: every job the emulators accepted, by the video's unique
     prompt, against the attempts the video recorded."""
     for i, video_id in enumerate(ids):
-        jobs = sum(state.submits_by_prompt[_prompt(i)] for state in states)
-        attempts = len((final.get(video_id) or {}).get("attempts") or [])
-        if jobs > attempts:
-            report.extra_remote_jobs[video_id] = jobs - attempts
-        if jobs > 1:
-            report.resubmits[video_id] = jobs
+        jobs = fleet.jobs_for(_prompt(i))
+        attempts = (final.get(video_id) or {}).get("attempts") or []
+        extra = len(jobs) - len(attempts)
+        if extra > 0:
+            orphans = orphaned_by_a_kill(jobs, attempts, report.worker_kills_at)[:extra]
+            if orphans:
+                report.orphaned_by_kills[video_id] = ", ".join(
+                    f"{job.vendor}:{job.id}" for job in orphans
+                )
+            if extra > len(orphans):
+                report.extra_remote_jobs[video_id] = extra - len(orphans)
+        if len(jobs) > 1:
+            report.resubmits[video_id] = len(jobs)
+    report.vendor_jobs = fleet.jobs_by_vendor()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -535,7 +541,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--vendors",
         action="store_true",
-        help="route across the Runway and Luma emulators instead of the OpenAI one",
+        help="route across the Runway, Luma, Veo, fal and Replicate emulators "
+        "instead of the OpenAI one",
     )
     parser.add_argument(
         "--provider",
@@ -564,7 +571,15 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     print(report.summary())
-    ok = not (report.lost or report.stuck or report.duplicate_jobs or report.unexpected_exits)
+    ok = not (
+        report.lost
+        or report.stuck
+        or report.duplicate_jobs
+        or report.extra_remote_jobs
+        or report.unexpected_exits
+    )
+    if args.vendors:  # every vendor took part, and none was left with its circuit open
+        ok = ok and all(report.vendor_jobs.values()) and set(report.breakers.values()) == {"closed"}
     if args.provider == "local":  # a dead worker is never the provider's failure
         ok = ok and report.completed == report.jobs and not report.provider_errors
         ok = ok and set(report.breakers.values()) == {"closed"}

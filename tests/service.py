@@ -145,7 +145,8 @@ def service_env(settings: Settings, extra: Mapping[str, str] | None = None) -> d
             "REELFORGE_RETRY_INITIAL_SECONDS": str(settings.retry_initial_seconds),
             "REELFORGE_RETRY_MAX_SECONDS": str(settings.retry_max_seconds),
             "REELFORGE_LOG_LEVEL": "WARNING",
-            "PYTHONPATH": str(REPO),
+            # This checkout's own source first, whatever copy the venv has installed.
+            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]),
         }
     )
     providers = {}

@@ -1,4 +1,5 @@
-"""Push completion: vendors that can call back (Replicate, fal) wake the worker early.
+"""Push completion: vendors that can call back (Replicate, fal, Luma, Veo on the Gemini
+API) wake the worker early.
 
 With ``settings.public_url`` set, a provider that takes callbacks (a
 :class:`~reelforge.providers.base.CallbackProvider`) is given, at submit, the URL

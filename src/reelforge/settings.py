@@ -421,8 +421,9 @@ class Settings(BaseSettings):
     # {kind: {model: {durations, sizes, fields, price_per_second, ...}}}.
     catalogue: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
     # The URL vendors can reach this service at (e.g. https://reelforge.example.com).
-    # When set, vendors that can call back (Replicate, fal) are given a per-video
-    # callback URL under it and complete jobs without waiting for the next poll.
+    # When set, vendors that can call back (Replicate, fal, Luma, Veo on the Gemini
+    # API) are given a per-attempt callback URL under it and complete jobs without
+    # waiting for the next poll.
     public_url: str | None = None
     log_level: str = "INFO"
     log_json: bool = True

@@ -24,8 +24,9 @@ docs/providers.md):
 * ``PUT …/requests/{id}/cancel``: 202 ``CANCELLATION_REQUESTED``, 400
   ``ALREADY_COMPLETED``, 404 ``NOT_FOUND``;
 * the webhook: ``{"request_id", "gateway_request_id", "status": "OK"|"ERROR",
-  "payload", "error"}`` POSTed to ``fal_webhook`` when the request ends (fal signs
-  these with ED25519 keys from a JWKS; the emulator does not sign);
+  "payload", "error"}`` POSTed to ``fal_webhook`` when the request ends, signed as fal
+  signs them (ED25519; :mod:`tests.emulators.fal_signing`), the public keys served at
+  ``GET /.well-known/jwks.json`` (fetches counted in ``FalState.jwks_fetches``);
 * errors as ``{"detail": …}`` with ``x-fal-request-id``; ``Authorization: Key …``.
 """
 
@@ -37,7 +38,6 @@ import contextlib
 import json
 import re
 import secrets
-import ssl
 import time
 import uuid
 from collections import Counter
@@ -47,13 +47,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-import trustme
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from tests.emulators.openai_videos import EmulatorState, MediaCache, _bound_socket
+from tests.emulators.fal_signing import JWKS_PATH, WebhookSigner
+from tests.emulators.openai_videos import EmulatorState, MediaCache
 from tests.emulators.replicate import clip_size
+from tests.emulators.tls import issue_certificates, serve_tls
 from tests.emulators.vendor_common import (
     VendorConfig,
     VendorContext,
@@ -63,7 +64,6 @@ from tests.emulators.vendor_common import (
     guard,
     install_error_handler,
 )
-from tests.service import wait_until
 
 __all__ = [
     "MODERATION_MESSAGE",
@@ -98,6 +98,9 @@ class FalConfig(VendorConfig):
 class FalState(EmulatorState):
     webhooks_sent: Counter[str] = field(default_factory=Counter)
     cancels: Counter[str] = field(default_factory=Counter)
+    signer: WebhookSigner = field(default_factory=WebhookSigner)
+    """The webhook signing keys (a fresh one per emulator)."""
+    jwks_fetches: int = 0
 
 
 @dataclass
@@ -339,6 +342,14 @@ async def submit_path(
 files = APIRouter()
 
 
+@files.get(JWKS_PATH)
+async def webhook_keys(ctx: ContextDep) -> Response:
+    """The public keys webhooks are signed with (no auth, as fal's)."""
+    assert isinstance(ctx.state, FalState)
+    ctx.state.jwks_fetches += 1
+    return JSONResponse(ctx.state.signer.jwks())
+
+
 @files.get("/files/{request_id}/output.mp4")
 async def output_file(request_id: str, request: Request, ctx: ContextDep) -> Response:
     job = ctx.state.jobs.get(request_id)
@@ -371,9 +382,11 @@ async def _deliver(ctx: FalContext, job: FalJob, url: str) -> None:
             error=error[0],
             payload={"detail": [{"loc": ["body"], "msg": error[0], "type": error[1]}]},
         )
+    content = json.dumps(body).encode()
+    headers = {"content-type": "application/json", **ctx.state.signer.headers(job.id, content)}
     async with httpx.AsyncClient(timeout=10) as client:
         with contextlib.suppress(httpx.HTTPError):
-            response = await client.post(url, json=body)
+            response = await client.post(url, content=content, headers=headers)
             if response.status_code < 300:
                 ctx.state.webhooks_sent[job.id] += 1
 
@@ -401,19 +414,6 @@ def create_emulator(
     return app
 
 
-def issue_certificates(directory: Path) -> tuple[Path, Path, Path]:
-    """A fresh CA and a 127.0.0.1 certificate: (ca.pem, cert.pem, key.pem)."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    paths = (directory / "fal-ca.pem", directory / "fal-cert.pem", directory / "fal-key.pem")
-    ca.cert_pem.write_to_path(str(paths[0]))
-    cert.cert_chain_pems[0].write_to_path(str(paths[1]))
-    for extra in cert.cert_chain_pems[1:]:
-        extra.write_to_path(str(paths[1]), append=True)
-    cert.private_key_pem.write_to_path(str(paths[2]))
-    return paths
-
-
 @dataclass
 class FalEmulator:
     base_url: str
@@ -425,6 +425,15 @@ class FalEmulator:
     config: FalConfig
     state: FalState
     app: FastAPI
+
+    @property
+    def jwks_url(self) -> str:
+        """Where the webhook keys are (the fal provider's ``options.webhook_jwks_url``)."""
+        return self.base_url + JWKS_PATH
+
+    @property
+    def signer(self) -> WebhookSigner:
+        return self.state.signer
 
 
 @contextlib.asynccontextmanager
@@ -439,31 +448,9 @@ async def running_emulator(
     config = config or FalConfig()
     state = FalState(clock=clock)
     app = create_emulator(config, state=state, media=media)
-    ca_file, cert_file, key_file = issue_certificates(directory)
-    with _bound_socket() as sock:
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                log_config=None,
-                access_log=False,
-                ws="none",
-                lifespan="off",
-                ssl_certfile=str(cert_file),
-                ssl_keyfile=str(key_file),
-                ssl_version=ssl.PROTOCOL_TLS_SERVER,
-            )
-        )
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-
-        async def started() -> bool:
-            if task.done():
-                task.result()
-            return server.started
-
+    async with serve_tls(app, directory) as (host, ca_file):
+        app.state.emulator.base_url = f"https://{host}"
         try:
-            await wait_until(started, timeout=10)
-            host = f"127.0.0.1:{sock.getsockname()[1]}"
-            app.state.emulator.base_url = f"https://{host}"
             yield FalEmulator(f"https://{host}", host, ca_file, config, state, app)
         finally:
             for job in state.jobs.values():
@@ -472,8 +459,6 @@ async def running_emulator(
                     pending.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await pending
-            server.should_exit = True
-            await task
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -11,7 +11,12 @@ SDK (1.21) speaks it::
   (``fail_jobs_with`` is the reason text); no numeric progress, as on Luma;
 * ``DELETE /dream-machine/v1/generations/{id}`` → 204;
 * ``GET /_cdn/{id}.mp4``: the video, a real MP4, unauthenticated like a signed link;
-* errors as Luma's ``{"detail": "…"}``.
+* errors as Luma's ``{"detail": "…"}``;
+* ``callback_url``: the Generation object is POSTed there when the generation starts
+  dreaming and when it completes or fails (Reference §3a: "a POST of the Generation
+  object on dreaming, completed and failed"; unsigned, as no signature header is
+  documented), counted in ``LumaEmulator.callbacks_sent``; ``drop_callbacks`` loses
+  them.
 
 Fault switches and counters are :mod:`tests.emulators.vendor_common`'s.
 """
@@ -20,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,10 +50,11 @@ from tests.emulators.vendor_common import (
     serve,
 )
 
-__all__ = ["CREATE_ROUTES", "LumaEmulator", "create_luma", "running_luma"]
+__all__ = ["CREATE_ROUTES", "GET_ROUTE", "LumaEmulator", "create_luma", "running_luma"]
 
 PREFIX = "/dream-machine/v1"
 CREATE_ROUTES = (f"POST {PREFIX}/generations/video", f"POST {PREFIX}/generations")
+GET_ROUTE = f"GET {PREFIX}/generations/{{generation_id}}"
 MODELS = ("ray-2", "ray-flash-2", "ray-1-6")
 ASPECT_RATIOS = {
     "1:1": (1, 1),
@@ -147,6 +155,11 @@ async def _create(request: Request, ctx: VendorContext) -> Response:
     duration = body.get("duration", "5s")
     if duration not in DURATIONS:
         raise _invalid(f"Invalid duration {duration!r}; expected one of {list(DURATIONS)}")
+    callback_url = body.get("callback_url")
+    if callback_url is not None and not (
+        isinstance(callback_url, str) and callback_url.startswith(("http://", "https://"))
+    ):
+        raise _invalid("callback_url must be an http(s) URL")
     if keyframes is not None:
         frame = keyframes.get("frame0") if isinstance(keyframes, dict) else None
         if not (
@@ -165,7 +178,25 @@ async def _create(request: Request, ctx: VendorContext) -> Response:
         seconds=duration.removesuffix("s"),
         body=body,
     )
-    return JSONResponse(_generation(ctx, job, str(request.base_url)), status_code=201)
+    base_url = str(request.base_url)
+    if callback_url is not None and not ctx.config.drop_callbacks:
+        _schedule_callbacks(ctx, job, callback_url, base_url)
+    return JSONResponse(_generation(ctx, job, base_url), status_code=201)
+
+
+def _schedule_callbacks(ctx: VendorContext, job: VendorJob, url: str, base_url: str) -> None:
+    """POST the Generation when it starts dreaming and when it ends (a moment after
+    each state begins, so the body shows it)."""
+
+    def generation() -> tuple[bytes, dict[str, str]] | None:
+        if ctx.state.jobs.get(job.id) is not job:  # deleted: Luma calls no more
+            return None
+        content = json.dumps(_generation(ctx, job, base_url)).encode()
+        return content, {"content-type": "application/json"}
+
+    age = ctx.now() - job.created
+    for moment in (job.duration * _QUEUED_FRACTION, job.duration):
+        ctx.callbacks.send_in(moment - age + 0.02, job.id, url, generation)
 
 
 @router.post("/generations/video")
@@ -237,6 +268,12 @@ class LumaEmulator:
     """``http://127.0.0.1:<port>/dream-machine/v1``: what ``LumaAI(base_url=…)`` takes."""
     config: VendorConfig
     state: EmulatorState
+    context: VendorContext
+
+    @property
+    def callbacks_sent(self) -> Counter[str]:
+        """Callbacks the receiver answered 2xx, per generation id."""
+        return self.context.callbacks.sent
 
     @property
     def submits(self) -> int:
@@ -256,8 +293,13 @@ async def running_luma(
 ) -> AsyncIterator[LumaEmulator]:
     config = config or VendorConfig()
     state = EmulatorState() if clock is None else EmulatorState(clock=clock)
-    async with serve(create_luma(config, state=state, media=media)) as url:
-        yield LumaEmulator(url + PREFIX, config, state)
+    app = create_luma(config, state=state, media=media)
+    context: VendorContext = app.state.emulator
+    try:
+        async with serve(app) as url:
+            yield LumaEmulator(url + PREFIX, config, state, context)
+    finally:
+        await context.callbacks.aclose()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -269,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fail-jobs-with", metavar="REASON", help="the failure_reason text")
     parser.add_argument("--rate-limit-next", type=int, default=0, metavar="N")
     parser.add_argument("--fail-next", type=int, default=0, metavar="N")
+    parser.add_argument("--drop-callbacks", action="store_true")
     args = vars(parser.parse_args(argv))
     host, port = args.pop("host"), args.pop("port")
     print(f"Luma emulator: base URL http://{host}:{port}{PREFIX}")

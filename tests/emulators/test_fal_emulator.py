@@ -14,7 +14,6 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import av
 import fal_client
@@ -23,6 +22,8 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
+from reelforge.errors import CallbackRejectedError
+from reelforge.providers.fal_webhooks import FalWebhookVerifier
 from tests.emulators.fal import (
     CANCEL_ROUTE,
     MODERATION_MESSAGE,
@@ -157,12 +158,12 @@ async def test_sdk_retries_a_429_on_status(
 async def test_webhook_posts_the_result_when_the_request_ends(
     emulator: FalEmulator, sdk: fal_client.AsyncClient
 ) -> None:
-    received: list[dict[str, Any]] = []
+    received: list[tuple[dict[str, str], bytes]] = []
     receiver = FastAPI()
 
     @receiver.post("/hook")
     async def hook(request: Request) -> dict[str, str]:
-        received.append(await request.json())
+        received.append((dict(request.headers), await request.body()))
         return {}
 
     async with serve_app(receiver) as url:
@@ -172,9 +173,18 @@ async def test_webhook_posts_the_result_when_the_request_ends(
             return bool(received)
 
         await wait_until(delivered, timeout=10)
-    assert received[0]["request_id"] == handle.request_id
-    assert received[0]["status"] == "OK"
-    assert received[0]["payload"]["video"]["url"].endswith("/output.mp4")
+    headers, raw = received[0]
+    body = json.loads(raw)
+    assert body["request_id"] == handle.request_id
+    assert body["status"] == "OK"
+    assert body["payload"]["video"]["url"].endswith("/output.mp4")
+    # Signed as fal signs, with a key its JWKS publishes (fetched over TLS, no auth).
+    assert headers["x-fal-webhook-request-id"] == handle.request_id
+    async with httpx.AsyncClient() as http:
+        await FalWebhookVerifier(http, jwks_url=emulator.jwks_url).verify(headers, raw)
+        with pytest.raises(CallbackRejectedError):
+            await FalWebhookVerifier(http, jwks_url=emulator.jwks_url).verify(headers, raw + b" ")
+    assert emulator.state.jwks_fetches == 2
 
 
 async def test_sdk_in_a_fresh_process_reaches_the_emulator_through_its_env_vars(

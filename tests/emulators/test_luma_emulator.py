@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator
+from typing import Any
 
 import av
 import httpx
 import lumaai
 import pytest
+from fastapi import FastAPI, Request
 
 from tests.emulators.luma import LumaEmulator, running_luma
 from tests.emulators.vendor_common import VendorConfig
-from tests.service import wait_until
+from tests.service import serve_app, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -149,3 +151,62 @@ async def test_a_500_raises_internal_server_error(emu: LumaEmulator) -> None:
     async with _client(emu) as client:
         with pytest.raises(lumaai.InternalServerError):
             await client.generations.get("00000000-0000-0000-0000-000000000000")
+
+
+def _receiver(received: list[dict[str, Any]]) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/hook")
+    async def hook(request: Request) -> dict[str, str]:
+        received.append(await request.json())
+        return {}
+
+    return app
+
+
+async def _callbacks_for(emu: LumaEmulator, count: int, **create: Any) -> list[dict[str, Any]]:
+    received: list[dict[str, Any]] = []
+    async with serve_app(_receiver(received)) as url, _client(emu) as client:
+        created = await client.generations.video.create(
+            model="ray-2", prompt="x", callback_url=f"{url}/hook", **create
+        )
+
+        async def arrived() -> bool:
+            return len(received) >= count
+
+        await wait_until(arrived, timeout=10)
+    assert all(body["id"] == created.id for body in received)
+    return received
+
+
+async def test_callback_url_gets_the_generation_when_it_dreams_and_when_it_completes(
+    emu: LumaEmulator,
+) -> None:
+    received = await _callbacks_for(emu, 2)
+
+    # What Luma POSTs is the SDK's own Generation object.
+    generations = [lumaai.types.Generation.model_validate(body) for body in received]
+    assert [g.state for g in generations] == ["dreaming", "completed"]
+    assert generations[1].assets is not None and generations[1].assets.video
+    assert sum(emu.callbacks_sent.values()) == 2
+
+
+async def test_callback_url_gets_a_failed_generation_with_its_reason(emu: LumaEmulator) -> None:
+    emu.config.fail_jobs_with = "generation failed"
+    received = await _callbacks_for(emu, 2)
+
+    assert [(b["state"], b["failure_reason"]) for b in received] == [
+        ("dreaming", None),
+        ("failed", "generation failed"),
+    ]
+
+
+async def test_dropped_callbacks_are_never_sent(emu: LumaEmulator) -> None:
+    emu.config.drop_callbacks = True
+    async with _client(emu) as client:
+        created = await client.generations.video.create(
+            model="ray-2", prompt="x", callback_url="http://127.0.0.1:9/hook"
+        )
+        assert created.id is not None
+        assert (await _finished(client, created.id)).state == "completed"
+    assert emu.context.callbacks.attempted == {}

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator
+from typing import Any
 
 import av
 import pytest
+from fastapi import FastAPI, Request
 from google import genai
 from google.genai import errors, types
 
 from tests.emulators.vendor_common import VendorConfig
 from tests.emulators.veo import CANCEL_ROUTE, VeoEmulator, running_veo
-from tests.service import wait_until
+from tests.service import serve_app, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -251,3 +253,39 @@ async def test_cancel_of_a_running_operation_is_recorded(gemini: VeoEmulator) ->
     assert operation.done
     assert operation.error is not None
     assert operation.error["status"] == "CANCELLED"
+
+
+async def test_gemini_webhook_config_gets_a_video_generated_event(gemini: VeoEmulator) -> None:
+    received: list[tuple[dict[str, str], dict[str, Any]]] = []
+    receiver = FastAPI()
+
+    @receiver.post("/hook")
+    async def hook(request: Request) -> dict[str, str]:
+        received.append((dict(request.headers), await request.json()))
+        return {}
+
+    client = _gemini_client(gemini)
+    async with serve_app(receiver) as url:
+        operation = await client.aio.models.generate_videos(
+            model=MODEL,
+            source=types.GenerateVideosSource(prompt="a cat"),
+            config=types.GenerateVideosConfig(
+                webhook_config=types.WebhookConfig(uris=[f"{url}/hook"], user_metadata={"a": 1})
+            ),
+        )
+
+        async def arrived() -> bool:
+            return bool(received)
+
+        await wait_until(arrived, timeout=10)
+    (job,) = gemini.state.jobs.values()
+    # What the SDK sends (Reference §1.2, PROBE): webhookConfig, snake_case user_metadata.
+    assert job.body["webhookConfig"] == {  # type: ignore[attr-defined]
+        "uris": [f"{url}/hook"],
+        "user_metadata": {"a": 1},
+    }
+    headers, event = received[0]
+    assert event["type"] == "video.generated"
+    assert event["data"]["id"] == operation.name
+    assert headers["webhook-id"].startswith("msg_") and headers["webhook-timestamp"].isdigit()
+    assert sum(gemini.callbacks_sent.values()) == 1

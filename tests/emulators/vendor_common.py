@@ -11,7 +11,9 @@ needs on top:
 * :func:`guard`: records the request, then applies ``slow_seconds``, auth,
   ``forbidden``, ``rate_limit_next`` and ``fail_next`` in the OpenAI emulator's order;
 * :func:`content_response`: the MP4 of a job with the content faults applied;
-* :func:`serve`: the app under uvicorn on a port bound before it starts.
+* :func:`serve`: the app under uvicorn on a port bound before it starts;
+* :class:`CallbackSender`: a vendor calling a client back when a job changes state
+  (Luma's ``callback_url``, Veo's ``webhookConfig``), counted per job.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import contextlib
 import logging
 import secrets
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -42,6 +46,7 @@ from tests.emulators.openai_videos import (
 from tests.service import wait_until
 
 __all__ = [
+    "CallbackSender",
     "ErrorFactory",
     "VendorConfig",
     "VendorContext",
@@ -64,6 +69,8 @@ class VendorConfig(EmulatorConfig):
     """The next N output downloads announce their length, then drop half way."""
     throttle_jobs: bool = False
     """New jobs report the vendor's "waiting for capacity" state while queued."""
+    drop_callbacks: bool = False
+    """Callbacks (Luma's ``callback_url``, Veo's ``webhookConfig``) are never sent."""
 
 
 @dataclass
@@ -92,6 +99,55 @@ class VendorError(Exception):
 ErrorFactory = Callable[[int, str, str], VendorError]
 
 
+# What a callback carries, made when it is sent: (body, headers), or None to send
+# nothing (the job is gone).
+CallbackBody = Callable[[], tuple[bytes, dict[str, str]] | None]
+
+
+class CallbackSender:
+    """A vendor's callbacks to its clients: each POST is sent when its moment comes,
+    tried up to ``tries`` times ``pause`` seconds apart (Luma: 3 tries, 100 ms apart,
+    per a third-party summary of its changelog), and counted per job when answered 2xx.
+    """
+
+    def __init__(self, *, tries: int = 3, pause: float = 0.1) -> None:
+        self.tries = tries
+        self.pause = pause
+        self.sent: Counter[str] = Counter()
+        """Callbacks answered 2xx, per job id."""
+        self.attempted: Counter[str] = Counter()
+        """Callback POSTs made (retries included), per job id."""
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def send_in(self, delay: float, job_id: str, url: str, body: CallbackBody) -> None:
+        task = asyncio.create_task(self._send(max(0.0, delay), job_id, url, body))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, delay: float, job_id: str, url: str, body: CallbackBody) -> None:
+        await asyncio.sleep(delay)  # the vendor's own schedule: the job's next state
+        made = body()
+        if made is None:
+            return
+        content, headers = made
+        async with httpx.AsyncClient(timeout=5) as client:
+            for _ in range(self.tries):
+                self.attempted[job_id] += 1
+                with contextlib.suppress(httpx.HTTPError):
+                    response = await client.post(url, content=content, headers=headers)
+                    if response.status_code < 300:
+                        self.sent[job_id] += 1
+                        return
+                await asyncio.sleep(self.pause)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 @dataclass
 class VendorContext:
     config: VendorConfig
@@ -99,6 +155,7 @@ class VendorContext:
     media: MediaCache
     error: ErrorFactory
     authenticated: Callable[[Request, VendorConfig], bool]
+    callbacks: CallbackSender = field(default_factory=CallbackSender)
 
     def now(self) -> float:
         return self.state.clock()

@@ -22,6 +22,17 @@ Vertex (``surface="vertex"``, ``/v1beta1``, optionally under
 ``POST …/{model}:fetchPredictOperation`` with ``{"operationName"}`` polls; the video
 comes inline (``response.videos[0].bytesBase64Encoded``); a wrong key answers 401.
 
+Push completion (Gemini API only; the SDK refuses ``webhook_config`` on Vertex, and so
+does this emulator): a create with ``webhookConfig: {"uris": [URL]}`` (what SDK 2.34
+sends, with snake_case ``user_metadata``) gets a POST to each URI when the video is
+generated: ``{"type": "video.generated", "version": "v1", "timestamp", "data": {"id":
+operation name, "video_uri"}}`` with Standard Webhooks ``webhook-id`` and
+``webhook-timestamp`` headers. Google signs these per-request webhooks with an RS256
+JWT checked against its JWKS (third-party guides; UNCONFIRMED in detail), which this
+emulator does not make: reelforge does not check it (docs/providers.md). Whether a
+failed or filtered operation calls back is not known; the emulator does not.
+``drop_callbacks`` loses them; ``VeoEmulator.callbacks_sent`` counts them.
+
 Both: ``fail_jobs_with="RAI"`` ends jobs safety-filtered (``raiMediaFilteredCount``
 1, no video); any other value ends them with ``error.status`` = that value;
 ``POST {operation}:cancel`` cancels (``error.status`` CANCELLED). Errors are Google's
@@ -34,8 +45,11 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import json
 import secrets
+import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -215,9 +229,10 @@ async def _create(
     size = _SIZES.get((parameters.get("aspectRatio", "16:9"), parameters.get("resolution", "720p")))
     if size is None:
         raise _invalid(ctx, "unsupported aspectRatio/resolution")
+    uris = _webhook_uris(ctx, body.get("webhookConfig"), surface)
     job_id = uuid.uuid4().hex
     name = f"{prefix}models/{model}/operations/{job_id}"
-    ctx.new_job(
+    job = ctx.new_job(
         id=job_id,
         model=model,
         prompt=prompt or "",
@@ -225,7 +240,50 @@ async def _create(
         seconds=str(duration),
         body={**body, "_name": name},
     )
+    if not ctx.config.drop_callbacks:
+        for uri in uris:
+            _schedule_webhook(ctx, job, uri)
     return JSONResponse({"name": name})
+
+
+def _webhook_uris(ctx: VendorContext, config: object, surface: Surface) -> list[str]:
+    if config is None:
+        return []
+    if surface == "vertex":
+        raise _invalid(ctx, "webhookConfig is not supported in Vertex AI")
+    uris = config.get("uris") if isinstance(config, dict) else None
+    if not (
+        isinstance(uris, list)
+        and uris
+        and all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in uris)
+    ):
+        raise _invalid(ctx, "webhookConfig.uris must list http(s) URLs")
+    return list(uris)
+
+
+def _schedule_webhook(ctx: VendorContext, job: VendorJob, uri: str) -> None:
+    def event() -> tuple[bytes, dict[str, str]] | None:
+        if job.cancelled_at is not None or job.fail_with or ctx.state.jobs.get(job.id) is not job:
+            return None  # only a generated video is known to call back
+        name = job.body["_name"]
+        body = {
+            "type": "video.generated",
+            "version": "v1",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "data": {
+                "id": name,
+                "video_uri": f"{FILES_HOST}/v1beta/files/{job.id}:download?alt=media",
+            },
+        }
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": f"msg_{secrets.token_hex(12)}",
+            "webhook-timestamp": str(int(time.time())),
+        }
+        return json.dumps(body).encode(), headers
+
+    delay = job.created + job.duration - ctx.now() + 0.02
+    ctx.callbacks.send_in(delay, job.id, uri, event)
 
 
 async def _operation(
@@ -437,6 +495,12 @@ class VeoEmulator:
     """``http://127.0.0.1:<port>``: what ``HttpOptions(base_url=…)`` takes."""
     config: VendorConfig
     state: EmulatorState
+    context: VendorContext
+
+    @property
+    def callbacks_sent(self) -> Counter[str]:
+        """Webhooks the receiver answered 2xx, per operation id."""
+        return self.context.callbacks.sent
 
     @property
     def submits(self) -> int:
@@ -457,8 +521,13 @@ async def running_veo(
 ) -> AsyncIterator[VeoEmulator]:
     config = config or VendorConfig()
     state = EmulatorState() if clock is None else EmulatorState(clock=clock)
-    async with serve(create_veo(config, surface=surface, state=state, media=media)) as url:
-        yield VeoEmulator(url, config, state)
+    app = create_veo(config, surface=surface, state=state, media=media)
+    context: VendorContext = app.state.emulator
+    try:
+        async with serve(app) as url:
+            yield VeoEmulator(url, config, state, context)
+    finally:
+        await context.callbacks.aclose()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -471,6 +540,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fail-jobs-with", metavar="STATUS", help="RAI, or a google.rpc status")
     parser.add_argument("--rate-limit-next", type=int, default=0, metavar="N")
     parser.add_argument("--fail-next", type=int, default=0, metavar="N")
+    parser.add_argument("--drop-callbacks", action="store_true")
     args = vars(parser.parse_args(argv))
     host, port = args.pop("host"), args.pop("port")
     surface: Surface = "vertex" if args.pop("vertex") else "gemini"

@@ -61,8 +61,9 @@ async def test_a_redis_restart_mid_run_loses_no_job(tmp_path: Path) -> None:
 async def test_killing_workers_with_vendors_in_the_route_makes_no_extra_vendor_job(
     redis_url: str, tmp_path: Path
 ) -> None:
-    # Runway and Luma take no idempotency key: only the submit claim keeps a second
-    # run of a job from creating (and billing) a second vendor job.
+    # Runway, Luma, Veo, fal and Replicate take no idempotency key: only the submit
+    # claim keeps a second run of a job from creating (and billing) a second vendor
+    # job. Each takes two jobs at a time, so the route spreads the videos over all five.
     report = await run_chaos(
         jobs=20,
         seconds=15,
@@ -74,6 +75,9 @@ async def test_killing_workers_with_vendors_in_the_route_makes_no_extra_vendor_j
     )
     _check(report)
     assert report.kills >= 3
+    assert set(report.vendor_jobs) == {"runway", "luma", "veo", "fal", "replicate"}
+    assert all(report.vendor_jobs.values()), report.vendor_jobs
+    assert set(report.breakers.values()) == {"closed"}, report.breakers
 
 
 async def test_killing_workers_running_the_local_provider_is_no_provider_failure(

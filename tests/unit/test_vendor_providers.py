@@ -22,7 +22,8 @@ from reelforge.errors import (
 )
 from reelforge.models import GenerationRequest
 from reelforge.providers import luma, runway, veo
-from reelforge.providers.base import RemoteState
+from reelforge.providers.base import CallbackProvider, RemoteState
+from reelforge.providers.registry import build_provider
 from reelforge.settings import ProviderConfig, Settings
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -233,6 +234,19 @@ async def test_luma_sends_the_dream_machine_fields(settings: Settings) -> None:
     await provider.aclose()
 
 
+async def test_luma_with_push_completion_sends_the_callback_url(settings: Settings) -> None:
+    seen, transport = _recorder(httpx.Response(201, json={"id": "gen-1", "state": "queued"}))
+    provider = luma.LumaProvider(
+        name="lm", config=_config("luma"), settings=settings, transport=transport
+    )
+    assert isinstance(provider, CallbackProvider)
+    req = REQ.model_copy(update={"duration_seconds": 5})
+    await provider.submit(req, idempotency_key="k", callback_url="https://rf.example/cb/lm/t")
+    assert json.loads(seen[0].content)["callback_url"] == "https://rf.example/cb/lm/t"
+    await provider.verify_callback({}, b"anything: Luma signs nothing")
+    await provider.aclose()
+
+
 async def test_luma_without_an_image_base_url_offers_no_image_input(settings: Settings) -> None:
     provider = luma.LumaProvider(name="lm", config=_config("luma"), settings=settings)
     assert not provider.capabilities().image_input
@@ -420,3 +434,25 @@ async def test_veo_operation_outcomes_map_to_ours(
 )
 def test_veo_file_ids_are_parsed_as_the_sdk_parses_them(uri: str, fid: str | None) -> None:
     assert veo.file_id(uri) == fid
+
+
+async def test_veo_on_the_gemini_api_sends_a_webhook_config_for_push_completion(
+    settings: Settings,
+) -> None:
+    seen, transport = _recorder(httpx.Response(200, json={"name": "models/m/operations/op1"}))
+    provider = veo.veo_provider(
+        name="v", config=_config("veo"), settings=settings, transport=transport
+    )
+    assert isinstance(provider, CallbackProvider)
+    await provider.submit(REQ, idempotency_key="k", callback_url="https://rf.example/cb/v/t")
+    assert json.loads(seen[0].content)["webhookConfig"] == {"uris": ["https://rf.example/cb/v/t"]}
+    await provider.aclose()
+
+
+def test_veo_on_vertex_takes_no_callbacks(settings: Settings) -> None:
+    vertex = settings.model_copy(
+        update={"providers": {"v": _config("veo", api="vertex", model="veo-3.1-generate-001")}}
+    )
+    gemini = settings.model_copy(update={"providers": {"v": _config("veo")}})
+    assert not isinstance(build_provider("v", vertex), CallbackProvider)
+    assert isinstance(build_provider("v", gemini), veo.GeminiVeoProvider)

@@ -19,6 +19,11 @@ and the status: ``IN_QUEUE`` → QUEUED, ``IN_PROGRESS`` → RUNNING (a ``NN%`` 
 latest log line is the progress), ``COMPLETED`` → SUCCEEDED, or FAILED when it carries
 ``error``/``error_type`` (``content_policy_violation`` → moderation_blocked,
 ``request_cancelled`` → CANCELLED). fal has no idempotency key.
+
+Push completion: the submit URL carries ``?fal_webhook=`` the callback URL, and a
+callback is accepted only with fal's ED25519 signature (:mod:`.fal_webhooks`; the key
+set from ``options.webhook_jwks_url``, cached ``options.webhook_jwks_ttl_seconds``,
+timestamps within ``options.webhook_tolerance_seconds``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,12 @@ from reelforge.errors import (
 from reelforge.models import GenerationRequest
 from reelforge.providers.base import Capabilities, RemoteState, RemoteStatus
 from reelforge.providers.catalogue import model_spec
+from reelforge.providers.fal_webhooks import (
+    DEFAULT_JWKS_TTL_SECONDS,
+    DEFAULT_JWKS_URL,
+    DEFAULT_TOLERANCE_SECONDS,
+    FalWebhookVerifier,
+)
 from reelforge.providers.vendor_http import (
     VendorHttp,
     catalogue_capabilities,
@@ -154,6 +165,15 @@ class FalProvider:
             raise_for=_raise_for,
             transport=transport,
         )
+        options = config.options
+        self.webhooks = FalWebhookVerifier(
+            self._http.downloads,  # no credentials: the key set is public
+            jwks_url=str(options.get("webhook_jwks_url", DEFAULT_JWKS_URL)),
+            ttl_seconds=float(options.get("webhook_jwks_ttl_seconds", DEFAULT_JWKS_TTL_SECONDS)),
+            tolerance_seconds=float(
+                options.get("webhook_tolerance_seconds", DEFAULT_TOLERANCE_SECONDS)
+            ),
+        )
 
     def capabilities(self) -> Capabilities:
         return catalogue_capabilities(self._spec, self._config)
@@ -221,11 +241,8 @@ class FalProvider:
             return  # NOT_FOUND or ALREADY_COMPLETED: nothing left to stop
 
     async def verify_callback(self, headers: Mapping[str, str], body: bytes) -> None:
-        """Accept: fal signs webhooks with ED25519 keys from its JWKS, which we do not
-        check (no Ed25519 verifier among our dependencies). The callback URL's token is
-        unguessable, and a callback only makes the worker poll fal at once, so a forged
-        one can cause no more than an extra status request."""
-        del headers, body
+        """Refuse a webhook without fal's valid ED25519 signature (see the module)."""
+        await self.webhooks.verify(headers, body)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -23,12 +23,20 @@ any other ``generation_failed``.
 Luma takes input images only as URLs (``keyframes.frame0.url``): an image request
 needs ``options.image_base_url``, a public URL under which the uploads directory is
 served; without it the provider does not offer image input.
+
+Push completion: with a callback URL the generation is created with
+``callback_url``, which Luma POSTs the Generation object to when it starts dreaming,
+completes or fails. Luma does not sign its callbacks, so any POST to the URL is
+accepted (:meth:`LumaProvider.verify_callback`): what guards it is the URL itself, an
+unguessable token issued for this one attempt, and that a callback only makes the
+worker poll Luma now: the state is read back with our key, never taken from the body.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -140,11 +148,20 @@ class LumaProvider:
             )
         return {"frame0": {"type": "image", "url": f"{self._image_base_url}/{req.image}"}}
 
-    async def submit(self, req: GenerationRequest, *, idempotency_key: str) -> str:
+    async def submit(
+        self,
+        req: GenerationRequest,
+        *,
+        idempotency_key: str,
+        callback_url: str | None = None,
+    ) -> str:
+        del idempotency_key  # Luma takes none: the worker's submit claim stands in
         body: dict[str, Any] = {
             "model": self._spec.endpoint or self._spec.model,
             **self._spec.build_input(req, image=self._keyframes(req)),
         }
+        if callback_url is not None:
+            body["callback_url"] = callback_url
         response = await self._http.request(
             "POST", "generations/video", what="create generation", json=body
         )
@@ -197,6 +214,13 @@ class LumaProvider:
     async def cancel(self, remote_id: str) -> None:
         with contextlib.suppress(RemoteJobLostError):
             await self._http.request("DELETE", f"generations/{remote_id}", what="delete generation")
+
+    async def verify_callback(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Accept: Luma signs nothing (no signature header is documented). The token
+        in the URL is the check (issued for one attempt, 32 random characters, known
+        only to Luma and us, kept six hours); the callback is only a wake-up, so a
+        forged one costs a single status request."""
+        del headers, body
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -19,14 +19,15 @@ __all__ = ["build_provider", "provider_names"]
 ProviderFactory = Callable[[str, ProviderConfig, Settings], Provider]
 
 
-# Built-in adapter kinds, as the ``module:Class`` a plugin kind names: imports are
+# Built-in adapter kinds, as the ``module:Class`` a plugin kind names (or a function
+# called like a class, as ``veo``'s picks its surface's class): imports are
 # deferred, so building one adapter never imports the others (nor torch).
 _BUILT_IN: dict[str, str] = {
     "local": "reelforge.providers.local:LocalProvider",
     "openai": "reelforge.providers.openai:OpenAIVideosProvider",
     "runway": "reelforge.providers.runway:RunwayProvider",
     "luma": "reelforge.providers.luma:LumaProvider",
-    "veo": "reelforge.providers.veo:VeoProvider",
+    "veo": "reelforge.providers.veo:veo_provider",
     "diffusers": "reelforge.providers.diffusers:DiffusersProvider",
     "comfyui": "reelforge.providers.comfyui:ComfyUIProvider",
     "fal": "reelforge.providers.fal:FalProvider",

@@ -35,6 +35,15 @@ Google's safety filters: ``moderation_blocked`` (no fallback). One that ends wit
 (no fallback), anything else → ``provider_internal_error`` (retried). Veo reports no
 numeric progress. Cancelling posts the standard long-running ``{name}:cancel``; the
 SDK has no cancel, so whether Google honours it is unconfirmed (it is best effort).
+
+Push completion exists on the Gemini API only (:class:`GeminiVeoProvider`, which
+:func:`veo_provider` builds for ``options.api = "gemini"``): the create body carries
+``webhookConfig: {"uris": [callback URL]}``, the request-level ("dynamic") webhook of
+ai.google.dev/gemini-api/docs/webhooks, sent as google-genai 2.34 sends its
+``webhook_config``. Google signs those with an RS256 JWT whose exact claims we could
+not confirm, so the callback is not verified: the per-attempt token in the URL guards
+it, and it only makes the worker poll now. Vertex takes no ``webhookConfig`` (the SDK
+refuses it there): Vertex jobs are polled.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ import base64
 import binascii
 import contextlib
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +82,14 @@ from reelforge.providers.vendor_http import (
 from reelforge.settings import ProviderConfig, Settings
 from reelforge.uploads import Uploads
 
-__all__ = ["GEMINI_BASE_URL", "VERTEX_BASE_URL", "VeoProvider", "file_id"]
+__all__ = [
+    "GEMINI_BASE_URL",
+    "VERTEX_BASE_URL",
+    "GeminiVeoProvider",
+    "VeoProvider",
+    "file_id",
+    "veo_provider",
+]
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
 VERTEX_BASE_URL = "https://aiplatform.googleapis.com"
@@ -197,11 +214,14 @@ class VeoProvider:
         return {"instances": [instance], "parameters": {"sampleCount": 1, **parameters}}
 
     async def submit(self, req: GenerationRequest, *, idempotency_key: str) -> str:
+        return await self._create(await self.request_body(req))
+
+    async def _create(self, body: dict[str, Any]) -> str:
         response = await self._http.request(
             "POST",
             f"{self._version}/{self._model_path}:predictLongRunning",
             what="generate videos",
-            json=await self.request_body(req),
+            json=body,
         )
         name = response.json().get("name")
         if not isinstance(name, str) or "/operations/" not in name:
@@ -329,3 +349,38 @@ class VeoProvider:
     async def aclose(self) -> None:
         await self._http.aclose()
         await self._uploads.aclose()
+
+
+class GeminiVeoProvider(VeoProvider):
+    """Veo on the Gemini API, with push completion (``webhookConfig``)."""
+
+    async def submit(
+        self,
+        req: GenerationRequest,
+        *,
+        idempotency_key: str,
+        callback_url: str | None = None,
+    ) -> str:
+        body = await self.request_body(req)
+        if callback_url is not None:
+            body["webhookConfig"] = {"uris": [callback_url]}
+        return await self._create(body)
+
+    async def verify_callback(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Accept (see the module docstring): the JWT Google signs these with is not
+        checked, so the URL's per-attempt token is what guards the callback, and a
+        forged one costs a single poll."""
+        del headers, body
+
+
+def veo_provider(
+    *,
+    name: str,
+    config: ProviderConfig,
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> VeoProvider:
+    """The adapter for ``kind = "veo"``: on the Gemini API, one that takes callbacks."""
+    vertex = str(config.options.get("api", "gemini")) == "vertex"
+    cls = VeoProvider if vertex else GeminiVeoProvider
+    return cls(name=name, config=config, settings=settings, transport=transport)

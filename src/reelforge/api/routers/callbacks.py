@@ -27,7 +27,8 @@ router = APIRouter(prefix="/api", tags=["callbacks"])
 async def vendor_callback(
     provider: str, token: str, request: Request, rt: RuntimeDep
 ) -> dict[str, bool]:
-    """A vendor's completion callback for one video (Replicate and fal webhooks)."""
+    """A vendor's completion callback for one video (Replicate and fal webhooks, Luma
+    callbacks, Veo's Gemini API webhooks)."""
     if provider not in rt.settings.providers:
         raise NotFoundError("no such callback", code="not_found")
     video_id = await rt.callbacks.video_for(provider, token)
