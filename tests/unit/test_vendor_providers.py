@@ -24,7 +24,7 @@ from reelforge.models import GenerationRequest
 from reelforge.providers import luma, runway, veo
 from reelforge.providers.base import CallbackProvider, RemoteState
 from reelforge.providers.registry import build_provider
-from reelforge.settings import ProviderConfig, Settings
+from reelforge.settings import ProviderConfig, Settings, StorageSettings
 
 Handler = Callable[[httpx.Request], httpx.Response]
 REQ = GenerationRequest(prompt="a red ball", duration_seconds=4, size="1280x720")
@@ -269,6 +269,30 @@ async def test_luma_sends_an_image_as_a_keyframe_url_under_image_base_url(
     assert json.loads(seen[0].content)["keyframes"] == {
         "frame0": {"type": "image", "url": "https://files.example/uploads/ref.png"}
     }
+    await provider.aclose()
+
+
+async def test_luma_with_s3_storage_sends_the_upload_as_a_presigned_url(
+    settings: Settings,
+) -> None:
+    storage = StorageSettings(
+        kind="s3",
+        endpoint_url="http://127.0.0.1:9",
+        bucket="media",
+        access_key_id="AKIDEXAMPLE",
+        secret_access_key="example-secret",  # type: ignore[arg-type]  # noqa: S106
+        path_style=True,
+    )
+    on_s3 = settings.model_copy(update={"storage": storage})
+    seen, transport = _recorder(httpx.Response(201, json={"id": "gen-1", "state": "queued"}))
+    config = _config("luma", image_url_seconds=900)
+    provider = luma.LumaProvider(name="lm", config=config, settings=on_s3, transport=transport)
+    assert provider.capabilities().image_input
+    req = REQ.model_copy(update={"image": "ref_abc.png", "duration_seconds": 5})
+    await provider.submit(req, idempotency_key="k")
+    url = json.loads(seen[0].content)["keyframes"]["frame0"]["url"]
+    assert url.startswith("http://127.0.0.1:9/media/uploads/ref_abc.png?")
+    assert "X-Amz-Expires=900" in url and "X-Amz-Signature=" in url
     await provider.aclose()
 
 

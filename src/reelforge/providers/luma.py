@@ -20,9 +20,11 @@ failed. The legacy API has no failure code, only ``failure_reason``: a reason th
 speaks of moderation or content policy becomes ``moderation_blocked`` (no fallback),
 any other ``generation_failed``.
 
-Luma takes input images only as URLs (``keyframes.frame0.url``): an image request
-needs ``options.image_base_url``, a public URL under which the uploads directory is
-served; without it the provider does not offer image input.
+Luma takes input images only as URLs (``keyframes.frame0.url``): with ``s3``
+storage the upload goes as a presigned URL (valid ``options.image_url_seconds``,
+default one hour, enough for Luma's queue); otherwise ``options.image_base_url``
+must name a public URL under which the uploads are served. Without either the
+provider does not offer image input.
 
 Push completion: with a callback URL the generation is created with
 ``callback_url``, which Luma POSTs the Generation object to when it starts dreaming,
@@ -60,6 +62,7 @@ from reelforge.providers.vendor_http import (
     retry_after_seconds,
 )
 from reelforge.settings import ProviderConfig, Settings
+from reelforge.uploads import Uploads, upload_key
 
 __all__ = ["LUMA_BASE_URL", "LumaProvider", "failure_code"]
 
@@ -123,6 +126,9 @@ class LumaProvider:
         )
         base = config.options.get("image_base_url")
         self._image_base_url = str(base).rstrip("/") if base else None
+        self._presigned_images = self._image_base_url is None and settings.storage.kind == "s3"
+        self._image_url_seconds = int(config.options.get("image_url_seconds", 3600))
+        self._uploads = Uploads(settings)
         headers = {}
         if config.api_key is not None:
             headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
@@ -135,18 +141,28 @@ class LumaProvider:
 
     def capabilities(self) -> Capabilities:
         caps = catalogue_capabilities(self._spec, self._config)
-        return caps if self._image_base_url else replace(caps, image_input=False)
+        offers = self._image_base_url is not None or self._presigned_images
+        return caps if offers else replace(caps, image_input=False)
 
-    def _keyframes(self, req: GenerationRequest) -> dict[str, Any] | None:
+    async def _keyframes(self, req: GenerationRequest) -> dict[str, Any] | None:
         if req.image is None:
             return None
-        if self._image_base_url is None:
+        if self._image_base_url is not None:
+            url = f"{self._image_base_url}/{req.image}"
+        elif self._presigned_images:
+            presigned = await self._uploads.storage.presigned_url(
+                upload_key(req.image), expires_seconds=self._image_url_seconds
+            )
+            if presigned is None:  # pragma: no cover - s3 storage always signs
+                raise ProviderUnavailableError("storage gave no URL for the input image")
+            url = presigned
+        else:
             raise ProviderRejectedError(
-                f"provider {self.name!r} (Luma) takes input images only as public URLs: "
-                "set options.image_base_url to where the uploads are served",
+                f"provider {self.name!r} (Luma) takes input images only as URLs: use s3 "
+                "storage, or set options.image_base_url to where the uploads are served",
                 code="image_input_needs_url",
             )
-        return {"frame0": {"type": "image", "url": f"{self._image_base_url}/{req.image}"}}
+        return {"frame0": {"type": "image", "url": url}}
 
     async def submit(
         self,
@@ -158,7 +174,7 @@ class LumaProvider:
         del idempotency_key  # Luma takes none: the worker's submit claim stands in
         body: dict[str, Any] = {
             "model": self._spec.endpoint or self._spec.model,
-            **self._spec.build_input(req, image=self._keyframes(req)),
+            **self._spec.build_input(req, image=await self._keyframes(req)),
         }
         if callback_url is not None:
             body["callback_url"] = callback_url
@@ -224,3 +240,4 @@ class LumaProvider:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._uploads.aclose()
