@@ -1,7 +1,7 @@
 """Retention and disk hygiene: ended videos expire, scratch does not pile up.
 
 - A video that ends (completed, failed, cancelled) is noted in its owner's ``ended``
-  index (:meth:`reelforge.store.VideoStore.mark_ended`). Its owner's
+  index by the same atomic step that ends it (``store.transition``). Its owner's
   ``retention_seconds`` (a tenant limit), else the service's ``retention_seconds``
   (0: keep forever), after it ended, the video is deleted as a user's DELETE would:
   record, events, files in storage, its share of an upload.

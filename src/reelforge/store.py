@@ -233,9 +233,9 @@ class TransitionResult:
     stage: Stage | None
 
 
-# KEYS: record, events stream, active set
+# KEYS: record, events stream, active set, owners with ended videos
 # ARGV: patch JSON {stage?, status?, progress?, fields{}, type, data{}, expect_stage?,
-#       expect_attempts?, now, events_ttl, terminal}
+#       expect_attempts?, now, events_ttl, terminal, ended_key (with "{owner}")}
 _TRANSITION_LUA = """
 local rec, stream, active = KEYS[1], KEYS[2], KEYS[3]
 local p = cjson.decode(ARGV[1])
@@ -284,6 +284,11 @@ redis.call('XADD', stream, tostring(seq) .. '-0', 'data', cjson.encode(event))
 if p.terminal then
   redis.call('ZREM', active, cur[7])
   redis.call('EXPIRE', stream, p.events_ttl)
+  -- The retention index, in the same step: an ended video is always in it.
+  local owner = redis.call('HGET', rec, 'owner') or ''
+  local ended = string.gsub(p.ended_key, '{owner}', function() return owner end)
+  redis.call('ZADD', ended, now, cur[7])
+  redis.call('SADD', KEYS[4], owner)
 else
   redis.call('ZADD', active, now, cur[7])
 end
@@ -355,16 +360,6 @@ redis.call('ZADD', active, fields['created_at'], fields['id'])
 redis.call('XADD', stream, '1-0', 'data', ARGV[5])
 if idem ~= '' then redis.call('SET', idem, ARGV[3], 'EX', ARGV[4]) end
 return false
-"""
-
-
-# KEYS: record, owner's ended index, ended owners. ARGV: id, ended at, owner. Only
-# for a record that still exists (a delete racing the end leaves no index entry).
-_MARK_ENDED_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[3])
-return 1
 """
 
 
@@ -544,6 +539,7 @@ class VideoStore:
             "now": time.time(),
             "events_ttl": self._events_ttl,
             "terminal": bool(status and status.is_terminal),
+            "ended_key": self.keys.ended("{owner}"),
         }
         if stage is not None:
             patch["stage"] = stage.value
@@ -557,7 +553,12 @@ class VideoStore:
         if status is not None and status.is_terminal:
             patch["fields"]["completed_at"] = repr(patch["now"])
         applied, seq, new_status, new_stage = await self._transition(
-            keys=[self.keys.video(video_id), self.keys.events(video_id), self.keys.active],
+            keys=[
+                self.keys.video(video_id),
+                self.keys.events(video_id),
+                self.keys.active,
+                self.keys.ended_owners,
+            ],
             args=[json.dumps(patch)],
         )
         return TransitionResult(
@@ -625,20 +626,6 @@ class VideoStore:
                 pipe.delete(self.keys.submit_claim(video_id, attempt.number))
             await pipe.execute()
         return record
-
-    async def mark_ended(self, record: VideoRecord) -> None:
-        """Put an ended video in its owner's retention index (``keys.ended``)."""
-        keys = self.keys
-        await self.redis.eval(
-            _MARK_ENDED_LUA,
-            3,
-            keys.video(record.id),
-            keys.ended(record.owner),
-            keys.ended_owners,
-            record.id,
-            repr(record.updated_at),
-            record.owner,
-        )
 
     async def active_ids(self, *, idle_for: float = 0.0) -> list[str]:
         """Non-terminal videos not updated for ``idle_for`` seconds (oldest first)."""

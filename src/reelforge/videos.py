@@ -191,9 +191,7 @@ async def cancel_video(rt: Runtime, video_id: str, *, owner: str) -> VideoRecord
     )
     if result.applied:
         await rt.metrics.job_finished(record.provider, "cancelled")
-        cancelled = await rt.store.get(video_id)
-        await rt.store.mark_ended(cancelled)
-        await video_finished(rt, cancelled)
+        await video_finished(rt, await rt.store.get(video_id))
     else:
         await rt.queues.abort(video_id)
     return await rt.store.get(video_id, owner=owner)

@@ -245,7 +245,6 @@ class Run:
     async def finished(self, provider: str, status: str) -> None:
         await self.rt.metrics.job_finished(provider, status)
         rec = await self.record()
-        await self.rt.store.mark_ended(rec)
         await self.rt.metrics.stage_durations(rec.stage_durations)
         await video_finished(self.rt, rec)
 
