@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import secrets
@@ -49,6 +50,7 @@ from tests.chaos_vendors import (
 )
 from tests.conftest import delete_prefix
 from tests.emulators.openai_videos import EmulatorConfig, running_emulator
+from tests.s3server import S3Server, running_s3_server
 from tests.service import free_port, service_env, spawn, stop
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
@@ -80,6 +82,9 @@ class ChaosReport:
     kills: int = 0
     restarts: int = 0
     redis_restarts: int = 0
+    s3_restarts: int = 0
+    bucket_problems: list[str] = field(default_factory=list)
+    """Objects in the bucket that should not be there, or not so (object store runs)."""
     unexpected_exits: list[str] = field(default_factory=list)
     """Child processes that died without being killed (role and exit code)."""
     submitted: int = 0
@@ -88,6 +93,8 @@ class ChaosReport:
     failed: dict[str, str] = field(default_factory=dict)
     """Video id → error code of every failed video."""
     failure_details: dict[str, str] = field(default_factory=dict)
+    stuck_details: dict[str, str] = field(default_factory=dict)
+    """What saq and the record said of each stuck video (for the post-mortem)."""
     """Video id → ``stage at failure: message`` of every failed video."""
     cancelled: int = 0
     lost: list[str] = field(default_factory=list)
@@ -133,6 +140,8 @@ class ChaosReport:
             f"  kills:               {self.kills}",
             f"  restarts:            {self.restarts}",
             f"  redis restarts:      {self.redis_restarts}",
+            f"  s3 restarts:         {self.s3_restarts}",
+            f"  bucket problems:     {len(self.bucket_problems)} {self.bucket_problems[:5] or ''}",
             f"  unexpected exits:    {len(self.unexpected_exits)} {self.unexpected_exits or ''}",
             f"  completed:           {self.completed}",
             f"  failed:              {len(self.failed)} {dict(self.failure_codes) or ''}",
@@ -143,6 +152,7 @@ class ChaosReport:
             f"  cancelled:           {self.cancelled}",
             f"  lost:                {len(self.lost)} {self.lost or ''}",
             f"  stuck:               {len(self.stuck)} {self.stuck or ''}",
+            *[f"    {video_id}: {why}" for video_id, why in self.stuck_details.items()],
             f"  duplicate jobs:      {len(self.duplicate_jobs)} {self.duplicate_jobs or ''}",
             f"  resubmits (deduplicated by key): {len(self.resubmits)} {self.resubmits or ''}",
             f"  extra remote jobs:   {len(self.extra_remote_jobs)} {self.extra_remote_jobs or ''}",
@@ -164,8 +174,16 @@ class ChaosReport:
 class _Children:
     """The service's child processes, by role; restarts keep the API's port."""
 
-    def __init__(self, env: dict[str, str], logs: Path, api_port: int, report: ChaosReport):
+    def __init__(
+        self,
+        env: dict[str, str],
+        logs: Path,
+        api_port: int,
+        report: ChaosReport,
+        role_env: dict[str, dict[str, str]] | None = None,
+    ):
         self.env = env
+        self.role_env = role_env or {}
         self.logs = logs
         self.api_port = api_port
         self.report = report
@@ -176,7 +194,8 @@ class _Children:
             args = ["serve", "--port", str(self.api_port), "--workers", "0"]
         else:
             args = ["worker"]
-        self.procs[role] = spawn(args, self.env, self.logs / f"{role}.log")
+        env = {**self.env, **self.role_env.get(role, {})}
+        self.procs[role] = spawn(args, env, self.logs / f"{role}.log")
 
     def kill(self, role: str) -> None:
         if role.startswith("worker"):
@@ -275,16 +294,25 @@ async def _chaos(
     *,
     roles: tuple[str, ...] = ("worker0", "worker1", "api"),
     pause: tuple[float, float] = (0.3, 2.5),
+    s3: S3Server | None = None,
 ) -> None:
     """Kill a random one of ``roles`` every ``pause`` seconds (a random span) for
     ``seconds``; restart it at once. With ``redis``, also stop Redis once mid-run and
-    start it again."""
+    start it again; with ``s3``, SIGKILL the object store once and start it again."""
     start = time.monotonic()
     end = start + seconds
     redis_at = start + seconds * rng.uniform(0.3, 0.5) if redis else None
+    s3_at = start + seconds * rng.uniform(0.5, 0.7) if s3 else None
     while time.monotonic() < end:
         await asyncio.sleep(rng.uniform(*pause))  # the chaos schedule, by design
         children.revive()
+        if s3 is not None and s3_at is not None and time.monotonic() >= s3_at:
+            s3_at = None
+            await asyncio.to_thread(s3.kill)
+            await asyncio.sleep(rng.uniform(0.5, 2.0))  # the store down for a moment
+            await asyncio.to_thread(s3.start)
+            report.s3_restarts += 1
+            continue
         if redis is not None and redis_at is not None and time.monotonic() >= redis_at:
             redis_at = None
             redis.stop()
@@ -347,11 +375,15 @@ async def run_chaos(
     redis_url: str | None,
     vendors: bool = False,
     provider: Literal["emulator", "local"] = "emulator",
+    object_store: bool = False,
 ) -> ChaosReport:
     """Run the service under chaos and report what became of every video.
 
     ``provider="local"``: the in-process renderer (3 s 640x360 videos), and only the
-    two workers are killed, every 1.5-4 s."""
+    two workers are killed, every 1.5-4 s. ``object_store``: the scale-out layout,
+    each process with its own data directory, sharing only Redis and a SeaweedFS
+    bucket, which is killed and restarted once mid-run; afterwards every object in
+    the bucket is checked against the videos' records."""
     began = time.monotonic()
     local = provider == "local"
     report = ChaosReport(jobs=jobs, seconds=seconds, seed=seed, provider=provider)
@@ -405,8 +437,17 @@ async def run_chaos(
                 retry_max_seconds=0.5,
             )
             extra_env = {"REELFORGE_DEFAULT_PROVIDER": next(iter(providers))}
+            s3: S3Server | None = None
+            role_env: dict[str, dict[str, str]] = {}
+            if object_store:
+                s3 = stack.enter_context(running_s3_server(workdir / "s3"))
+                extra_env.update(bucket_env(s3, prefix))
+                role_env = {
+                    role: {"REELFORGE_DATA_DIR": str(workdir / role)}
+                    for role in ("worker0", "worker1", "api")
+                }
             env = service_env(settings, {**extra_env, **(fleet.env if fleet else {})})
-            children = _Children(env, logs, free_port(), report)
+            children = _Children(env, logs, free_port(), report, role_env)
             # The service goes before the emulators it talks to: a TLS server (fal)
             # would otherwise wait out asyncio's 30 s SSL shutdown on its live clients.
             stack.callback(children.kill_all)
@@ -429,6 +470,7 @@ async def run_chaos(
                         report,
                         roles=("worker0", "worker1") if local else ("worker0", "worker1", "api"),
                         pause=(1.5, 4.0) if local else (0.3, 2.5),
+                        s3=s3,
                     )
                     ids = await submitting
                 finally:
@@ -440,6 +482,14 @@ async def run_chaos(
             if fleet is not None:
                 _tally_vendor_jobs(report, ids, final, fleet)
             _tally_service(report, url, prefix, ids, list(providers))
+            _explain_stuck(report, url, prefix)
+            if report.stuck:  # where the workers wait, into their logs
+                for role, proc in children.procs.items():
+                    if role.startswith("worker") and proc.poll() is None:
+                        proc.send_signal(signal.SIGUSR1)
+                await asyncio.sleep(1.0)  # the dump is written by the child
+            if s3 is not None:
+                await _tally_bucket(report, s3, url, prefix, ids, final)
     finally:
         if children is not None:
             children.kill_all()
@@ -449,6 +499,87 @@ async def run_chaos(
             owned.stop()
     report.elapsed = time.monotonic() - began
     return report
+
+
+def bucket_env(s3: S3Server, prefix: str) -> dict[str, str]:
+    """The storage settings of a run on a bucket of ``s3`` (under ``prefix``)."""
+    return {
+        "REELFORGE_STORAGE__KIND": "s3",
+        "REELFORGE_STORAGE__ENDPOINT_URL": s3.endpoint_url,
+        "REELFORGE_STORAGE__BUCKET": "chaos",
+        "REELFORGE_STORAGE__PREFIX": prefix,
+        "REELFORGE_STORAGE__ACCESS_KEY_ID": s3.access_key_id,
+        "REELFORGE_STORAGE__SECRET_ACCESS_KEY": s3.secret_access_key,
+        "REELFORGE_STORAGE__PATH_STYLE": "true",
+        "REELFORGE_STORAGE__CREATE_BUCKET": "true",
+        # A SeaweedFS restarting takes connections it answers only once its master
+        # and volume server are back: give up on a request after seconds, not a minute.
+        "REELFORGE_STORAGE__REQUEST_TIMEOUT_SECONDS": "5",
+        # Raw results a kill or the outage left behind are swept each round.
+        "REELFORGE_RETENTION_SWEEP_SECONDS": "1",
+    }
+
+
+async def _tally_bucket(
+    report: ChaosReport,
+    s3: S3Server,
+    url: str,
+    prefix: str,
+    ids: list[str],
+    final: dict[str, dict[str, Any]],
+) -> None:
+    """Every object must be a whole file a completed video lists (same size), and no
+    raw result may outlive its video: no half file, no orphan."""
+    from reelforge.settings import StorageSettings
+    from reelforge.storage.s3 import S3Storage
+
+    store = S3Storage(
+        StorageSettings(
+            kind="s3",
+            endpoint_url=s3.endpoint_url,
+            bucket="chaos",
+            prefix=prefix,
+            access_key_id=s3.access_key_id,
+            secret_access_key=s3.secret_access_key,  # type: ignore[arg-type]
+            path_style=True,
+        )
+    )
+    try:
+        stored = {key: await store.stat(key) for key in await store.list_keys("videos")}
+        expected: dict[str, int] = {}
+        keys = Keys(prefix)
+        client = sync_redis.Redis.from_url(url, decode_responses=True)
+        try:
+            for video_id in ids:
+                if (final.get(video_id) or {}).get("status") == "completed":
+                    files = json.loads(client.hget(keys.video(video_id), "files") or "[]")
+                    for entry in files:
+                        expected[f"videos/{video_id}/{entry['filename']}"] = int(entry["bytes"])
+                if await _outlives(store, f"raw/{video_id}"):
+                    report.bucket_problems.append(f"raw/{video_id} outlived the video")
+        finally:
+            client.close()
+        for key, info in stored.items():
+            if key not in expected:
+                report.bucket_problems.append(f"{key}: no completed video lists it")
+            elif info is None or info.size != expected[key]:
+                size = None if info is None else info.size
+                report.bucket_problems.append(f"{key}: {size} bytes, not {expected[key]}")
+        for key in sorted(set(expected) - set(stored)):
+            report.bucket_problems.append(f"{key}: listed but not stored")
+    finally:
+        await store.aclose()
+
+
+async def _outlives(store: Any, prefix: str, within: float = 15.0) -> bool:
+    """Whether objects stay under ``prefix`` past the next sweeps (a worker killed as
+    its video ended leaves the raw result to the round that follows)."""
+    deadline = time.monotonic() + within
+    while await store.list_keys(prefix):
+        if time.monotonic() > deadline:
+            return True
+        await asyncio.sleep(0.5)
+    return False
 
 
 def _tally(
@@ -487,6 +618,35 @@ def _tally(
         attempts = len((video or {}).get("attempts") or [])
         if video is not None and count > attempts:
             report.extra_remote_jobs[video_id] = count - attempts
+
+
+def _explain_stuck(report: ChaosReport, url: str, prefix: str) -> None:
+    """For each stuck video: its saq jobs (status, attempts, scheduling) and where
+    they sit in saq's lists, and the record's turn claims."""
+    keys = Keys(prefix)
+    client = sync_redis.Redis.from_url(url, decode_responses=True)
+    try:
+        for video_id in report.stuck:
+            parts = []
+            for queue, function in (("generate", "generate_video"), ("process", "process_video")):
+                name = keys.queue(queue)
+                job_id = f"saq:job:{name}:{function}:{video_id}"
+                raw = client.get(job_id)
+                job = json.loads(raw) if raw else {}
+                score = client.zscore(f"saq:{name}:incomplete", job_id)
+                queued = job_id in client.lrange(f"saq:{name}:queued", 0, -1)
+                active = job_id in client.lrange(f"saq:{name}:active", 0, -1)
+                parts.append(
+                    f"{queue}: status={job.get('status')} attempts={job.get('attempts')} "
+                    f"touched={job.get('touched')} incomplete={score} queued={queued} "
+                    f"active={active} abort_key={client.exists('saq:abort:' + job_id)}"
+                )
+            record = client.hgetall(keys.video(video_id))
+            turns = {k: v for k, v in record.items() if k.startswith("turn")}
+            parts.append(f"record: stage={record.get('stage')} turns={turns}")
+            report.stuck_details[video_id] = "; ".join(parts)
+    finally:
+        client.close()
 
 
 def _tally_service(

@@ -9,6 +9,9 @@
 - A worker's scratch directory (``work_dir``) holds per-video folders; the folder
   of a video that ended or is gone is removed at worker start and every round, and
   so are temporary files older than a job could run (left by a killed process).
+- Raw results in storage (``raw/<id>/``) of a video that ended or is gone are
+  removed every round too: the worker removes them as the video ends, but it may
+  die right then, or the store may be down.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from reelforge.runtime import Runtime
 from reelforge.store import is_valid_video_id
 from reelforge.videos import delete_video
 
-__all__ = ["retention_of", "sweep_expired", "sweep_expired_once", "sweep_scratch"]
+__all__ = ["retention_of", "shared_round", "sweep_expired", "sweep_raw", "sweep_scratch"]
 
 log = structlog.get_logger("reelforge.retention")
 
@@ -73,12 +76,15 @@ async def sweep_expired(rt: Runtime, *, now: float | None = None) -> int:
     return deleted
 
 
-async def sweep_expired_once(rt: Runtime) -> int:
-    """One worker's turn at the retention round, unless another holds it."""
+async def shared_round(rt: Runtime) -> bool:
+    """This round's retention and raw-result sweep, by the one worker that takes the
+    round's lock; False when another worker has it."""
     interval = max(1, int(rt.settings.retention_sweep_seconds))
     if not await rt.redis.set(rt.keys.retention_lock, rt.instance_id, nx=True, ex=interval):
-        return 0
-    return await sweep_expired(rt)
+        return False
+    await sweep_expired(rt)
+    await sweep_raw(rt)
+    return True
 
 
 async def sweep_scratch(rt: Runtime) -> int:
@@ -99,6 +105,21 @@ async def sweep_scratch(rt: Runtime) -> int:
     await asyncio.to_thread(_remove_old_parts, root, stale)
     if removed:
         log.info("scratch sweep", removed=removed)
+    return removed
+
+
+async def sweep_raw(rt: Runtime) -> int:
+    """Remove the raw results in storage of videos that ended or are gone; returns
+    how many videos' results went."""
+    ids = {key.split("/")[1] for key in await rt.storage.list_keys("raw") if key.count("/") >= 2}
+    removed = 0
+    for video_id in sorted(ids):
+        if is_valid_video_id(video_id) and await _still_needed(rt, video_id):
+            continue
+        await rt.storage.delete_prefix(f"raw/{video_id}")
+        removed += 1
+    if removed:
+        log.info("raw results swept", removed=removed)
     return removed
 
 

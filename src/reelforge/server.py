@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import ipaddress
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -195,6 +196,8 @@ async def _workers_async(settings: Settings, count: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # `kill -USR1 <pid>`: where every task of this worker waits, to stderr.
+    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     rt = await Runtime.open(settings)
     processes = [WorkerProcess(rt) for _ in range(count)]
     try:
@@ -205,6 +208,13 @@ async def _workers_async(settings: Settings, count: int) -> None:
         for process in processes:
             await process.stop()
         await rt.close()
+
+
+def _dump_tasks() -> None:
+    for task in asyncio.all_tasks():
+        print(f"--- task {task.get_name()}", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
 
 
 def run_workers(settings: Settings, *, count: int = 1) -> None:

@@ -95,7 +95,9 @@ class StorageSettings(BaseModel):
     serve: Literal["redirect", "stream"] = "redirect"
     presign_seconds: int = Field(default=300, ge=1, le=7 * 86_400)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
-    request_timeout_seconds: float = Field(default=300.0, gt=0)
+    # One request (a PUT, one multipart part of 8 MiB, a GET): a store that takes a
+    # connection and never answers must not hold a worker for long.
+    request_timeout_seconds: float = Field(default=60.0, gt=0)
     retries: int = Field(default=3, ge=0)
     retry_timeout_seconds: float = Field(default=20.0, gt=0)
 

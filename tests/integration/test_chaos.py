@@ -1,5 +1,6 @@
-"""Chaos: SIGKILL workers and the API (and restart Redis) while 30 videos are in
-flight; no video may be lost, stay stuck, or run twice at the provider per attempt.
+"""Chaos: SIGKILL workers and the API (and restart Redis, or the object store) while
+30 videos are in flight; no video may be lost, stay stuck, or run twice at the
+provider per attempt.
 The report is printed (``pytest -s`` shows it)."""
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ def _check(report: ChaosReport, allowed: frozenset[str] = ALLOWED_FAILURES) -> N
     assert report.completed >= report.jobs * 0.9
 
 
-async def test_killing_workers_and_the_api_loses_no_job(redis_url: str, tmp_path: Path) -> None:
+async def test_killing_workers_the_api_and_the_object_store_loses_no_job(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """The scale-out layout: API and workers each on their own disk, sharing only
+    Redis and a SeaweedFS bucket, which is SIGKILLed and restarted mid-run."""
     report = await run_chaos(
         jobs=30,
         seconds=20,
@@ -40,9 +45,12 @@ async def test_killing_workers_and_the_api_loses_no_job(redis_url: str, tmp_path
         redis_restart=False,
         workdir=tmp_path,
         redis_url=redis_url,
+        object_store=True,
     )
     _check(report)
     assert report.kills >= 5 and report.restarts == report.kills
+    assert report.s3_restarts == 1
+    assert report.bucket_problems == []  # no half file, no orphan, nothing missing
 
 
 async def test_a_redis_restart_mid_run_loses_no_job(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from reelforge.errors import StorageFullError
-from reelforge.retention import sweep_expired, sweep_scratch
+from reelforge.retention import sweep_expired, sweep_raw, sweep_scratch
 from reelforge.settings import Settings
 from reelforge.storage import LocalStorage
 from reelforge.store import new_video_id
@@ -164,3 +164,20 @@ async def test_a_full_disk_retries_the_job_and_leaves_no_half_file(
     assert "video.mp4" in _stored(service, video["id"])
     assert isinstance(storage, LocalStorage)
     assert list(storage.root.rglob("*.part")) == []
+
+
+async def test_raw_results_of_ended_or_unknown_videos_are_swept_from_storage(
+    service_settings: Settings,
+) -> None:
+    async with running_service(service_settings, workers=0) as svc:  # nothing runs
+        rt = svc.runtime
+        created = await svc.client.post("/api/videos/generate", json=SMALL)
+        waiting = created.json()["id"]  # queued: its result may still be handed over
+        cancelled = (await svc.client.post("/api/videos/generate", json=SMALL)).json()["id"]
+        assert (await svc.client.post(f"/api/videos/{cancelled}/cancel")).status_code == 200
+        unknown = new_video_id()
+        for video_id in (waiting, cancelled, unknown):
+            await rt.storage.put_bytes(f"raw/{video_id}/1.mp4", b"raw result")
+
+        assert await sweep_raw(rt) == 2
+        assert await rt.storage.list_keys("raw") == [f"raw/{waiting}/1.mp4"]

@@ -14,10 +14,11 @@ from saq import Worker
 from reelforge.errors import (
     ReelforgeError,
 )
-from reelforge.retention import sweep_expired_once, sweep_scratch
+from reelforge.retention import shared_round, sweep_scratch
 from reelforge.runtime import Runtime
 from reelforge.webhooks import webhook_worker
 from reelforge.worker.generation import GenerationRun
+from reelforge.worker.loops import Loop, start_loop, stop_loop
 from reelforge.worker.processing import ProcessingRun
 from reelforge.worker.run import JobContext, heartbeat
 
@@ -76,6 +77,8 @@ class WorkerProcess:
             # saq's own handlers would replace theirs and stop only the workers.
             worker.SIGNALS = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._upkeep: Loop | None = None
+        self._hygiene_due = 0.0
 
     async def beat(self) -> None:
         await self.rt.redis.zadd(self.rt.keys.workers, {self.id: time.time()})
@@ -99,19 +102,18 @@ class WorkerProcess:
         return requeued
 
     async def _periodic(self) -> None:
+        """One round of the process's upkeep: heartbeat, orphan sweep and, every
+        ``retention_sweep_seconds``, retention and scratch hygiene."""
         settings = self.rt.settings
-        interval = settings.worker_heartbeat_seconds
-        hygiene_due = time.monotonic() + settings.retention_sweep_seconds
-        while True:
+        with contextlib.suppress(Exception):
+            await self.beat()
+            await self.sweep_once()
+        if time.monotonic() >= self._hygiene_due:
+            self._hygiene_due = time.monotonic() + settings.retention_sweep_seconds
             with contextlib.suppress(Exception):
-                await self.beat()
-                await self.sweep_once()
-            if time.monotonic() >= hygiene_due:
-                hygiene_due = time.monotonic() + settings.retention_sweep_seconds
-                with contextlib.suppress(Exception):
-                    await sweep_expired_once(self.rt)
-                    await sweep_scratch(self.rt)
-            await asyncio.sleep(interval)
+                await shared_round(self.rt)
+            with contextlib.suppress(Exception):
+                await sweep_scratch(self.rt)
 
     async def start(self) -> None:
         # What killed processes left in our scratch goes before new work arrives.
@@ -119,12 +121,18 @@ class WorkerProcess:
             await sweep_scratch(self.rt)
         await self.beat()
         self._tasks = [asyncio.create_task(w.start()) for w in self.workers]
-        self._tasks.append(asyncio.create_task(self._periodic()))
+        self._hygiene_due = time.monotonic() + self.rt.settings.retention_sweep_seconds
+        self._upkeep = start_loop(
+            self._periodic, self.rt.settings.worker_heartbeat_seconds, first_wait=False
+        )
         log.info("worker started", worker=self.id)
 
     async def stop(self) -> None:
         for worker in self.workers:
             await worker.stop()
+        if self._upkeep is not None:
+            await stop_loop(self._upkeep)
+            self._upkeep = None
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

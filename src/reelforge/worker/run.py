@@ -31,11 +31,11 @@ from reelforge.runtime import Runtime
 from reelforge.storage.layout import (
     raw_key,
     remove_video_files,
-    remove_work_files,
     scratch_raw,
 )
 from reelforge.store import Attempt, VideoRecord
 from reelforge.videos import video_finished
+from reelforge.worker.loops import start_loop, stop_loop
 
 __all__ = [
     "PROGRESS",
@@ -91,18 +91,14 @@ async def heartbeat(job: Job | None, interval: float) -> AsyncIterator[None]:
         return
 
     async def beat() -> None:
-        while True:
-            await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
-                await job.update()
+        with contextlib.suppress(Exception):
+            await job.update()
 
-    task = asyncio.create_task(beat())
+    loop = start_loop(beat, interval, first_wait=True)
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.shield(stop_loop(loop))
 
 
 class Run:
@@ -186,7 +182,8 @@ class Run:
         )
         if isinstance(exc, ProviderError):
             await self.rt.metrics.provider_error(rec.provider, exc.code)
-        await remove_work_files(self.rt.storage, self.rt.settings, self.video_id)
+        # A failed video delivers nothing: files made before the failure go too.
+        await remove_video_files(self.rt.storage, self.rt.settings, self.video_id)
         await self.finished(rec.provider, "failed")
         self.log.warning("failed", code=exc.code, provider=rec.provider)
 
@@ -260,6 +257,12 @@ class Run:
             await self.abandon()
         except asyncio.CancelledError:
             raise  # the claim stays: whoever resumes the video counts a restart
+        except (StorageUnavailableError, StorageFullError):
+            # An outage ends this turn on purpose (saq tries the job again): the
+            # claim goes, so the next turn is no worker restart.
+            with contextlib.suppress(Exception):
+                await self.rt.store.release_turn(self.video_id, self.queue, holder)
+            raise
         with contextlib.suppress(Exception):
             await self.rt.store.release_turn(self.video_id, self.queue, holder)
 
