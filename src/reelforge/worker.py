@@ -112,21 +112,29 @@ def lost_to_worker(attempt: Attempt) -> bool:
 
 @contextlib.asynccontextmanager
 async def _heartbeat(job: Job | None, interval: float) -> AsyncIterator[None]:
-    """Touch the saq job while we work, so only a dead worker's job is swept."""
+    """Touch the saq job while we work, so only a dead worker's job is swept.
+
+    The loop also checks a flag: on Python 3.11 a cancel that lands as a Redis call
+    inside ``job.update()`` finishes can be swallowed (``asyncio.wait_for``, which
+    redis-py uses for socket timeouts), and a beat that outlived its turn would keep
+    the finished job looking alive, and the turn waiting for it, forever."""
     if job is None:
         yield
         return
+    done = False
 
     async def beat() -> None:
-        while True:
+        while not done:
             await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
-                await job.update()
+            if not done:
+                with contextlib.suppress(Exception):
+                    await job.update()
 
     task = asyncio.create_task(beat())
     try:
         yield
     finally:
+        done = True
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
