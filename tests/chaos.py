@@ -41,9 +41,15 @@ from reelforge.keys import Keys
 from reelforge.settings import ProviderConfig, Settings
 from tests.conftest import delete_prefix
 from tests.emulators.luma import running_luma
-from tests.emulators.openai_videos import EmulatorConfig, EmulatorState, running_emulator
+from tests.emulators.openai_videos import (
+    Emulator,
+    EmulatorConfig,
+    EmulatorState,
+    running_emulator,
+)
 from tests.emulators.runway import running_runway
 from tests.emulators.vendor_common import VendorConfig
+from tests.redis_ha import SentinelTopology, sentinel_topology
 from tests.service import free_port, service_env, spawn, stop
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
@@ -75,6 +81,12 @@ class ChaosReport:
     kills: int = 0
     restarts: int = 0
     redis_restarts: int = 0
+    failovers: int = 0
+    """Primaries SIGKILLed (the sentinels promoted the replica each time)."""
+    failover_seconds: float = 0.0
+    """From the kill until the sentinels named a writable new primary."""
+    in_flight_at_failover: int = 0
+    """Submitted videos not yet completed when the primary was killed."""
     unexpected_exits: list[str] = field(default_factory=list)
     """Child processes that died without being killed (role and exit code)."""
     submitted: int = 0
@@ -139,6 +151,13 @@ class ChaosReport:
             f"  breakers:            {self.breakers}",
             f"  worker restarts:     {self.worker_restarts}",
         ]
+        if self.failovers:
+            lines.insert(
+                5,
+                f"  redis failovers:     {self.failovers} (primary SIGKILLed with "
+                f"{self.in_flight_at_failover} videos in flight; new primary after "
+                f"{self.failover_seconds:.1f} s)",
+            )
         return "\n".join(lines)
 
 
@@ -333,8 +352,6 @@ async def run_chaos(
     local = provider == "local"
     report = ChaosReport(jobs=jobs, seconds=seconds, seed=seed, provider=provider)
     rng = random.Random(seed)
-    logs = workdir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
     prefix = f"chaos-{secrets.token_hex(4)}"
     owned = None
     if redis_restart or not redis_url:
@@ -347,17 +364,7 @@ async def run_chaos(
     children: _Children | None = None
     try:
         async with contextlib.AsyncExitStack() as stack:
-            emu = await stack.enter_async_context(
-                running_emulator(EmulatorConfig(job_seconds=1.0, poll_after_ms=50))
-            )
-            recorder = _RecordingIdempotency()
-            emu.state.idempotency = recorder
-            remote = ProviderConfig(
-                kind="openai",
-                base_url=emu.base_url,
-                poll_interval_seconds=0.1,
-                timeout_seconds=2,
-            )
+            emu, recorder, remote = await _emulated_remote(stack, job_seconds=1.0)
             providers = {"remote": remote}
             route: list[str] = []
             vendor_states: list[EmulatorState] = []
@@ -377,25 +384,11 @@ async def run_chaos(
                 route = ["runway", "luma"]
             if local:
                 providers = {"local": ProviderConfig(kind="local", poll_interval_seconds=0.2)}
-            settings = Settings(
-                data_dir=workdir / "data",
-                redis_url=url,
-                redis_prefix=prefix,
-                providers=providers,
-                default_provider=next(iter(providers)),
-                default_route=route,
-                # Local renders load the CPUs: a longer heartbeat keeps a busy worker
-                # from being taken for a dead one (a kill is still found in seconds).
-                job_heartbeat_seconds=4 if local else 2,
-                sweep_interval_seconds=1.0,
-                worker_heartbeat_seconds=0.5,
-                retry_initial_seconds=0.05,
-                retry_max_seconds=0.5,
+            # Local renders load the CPUs: a longer heartbeat keeps a busy worker from
+            # being taken for a dead one (a kill is still found in seconds).
+            children = _start_children(
+                workdir, url, prefix, providers, route, report, heartbeat=4 if local else 2
             )
-            env = service_env(settings, {"REELFORGE_DEFAULT_PROVIDER": next(iter(providers))})
-            children = _Children(env, logs, free_port(), report)
-            for role in ("worker0", "worker1", "api"):
-                children.start(role)
             base = f"http://127.0.0.1:{children.api_port}"
             async with httpx.AsyncClient(base_url=base, timeout=10) as client:
                 pace = seconds * 0.5 / max(jobs, 1)
@@ -434,6 +427,116 @@ async def run_chaos(
             owned.stop()
     report.elapsed = time.monotonic() - began
     return report
+
+
+async def _emulated_remote(
+    stack: contextlib.AsyncExitStack, *, job_seconds: float
+) -> tuple[Emulator, _RecordingIdempotency, ProviderConfig]:
+    """The OpenAI emulator (recording every job each key created) as provider "remote"."""
+    emu = await stack.enter_async_context(
+        running_emulator(EmulatorConfig(job_seconds=job_seconds, poll_after_ms=50))
+    )
+    recorder = _RecordingIdempotency()
+    emu.state.idempotency = recorder
+    remote = ProviderConfig(
+        kind="openai", base_url=emu.base_url, poll_interval_seconds=0.1, timeout_seconds=2
+    )
+    return emu, recorder, remote
+
+
+def _start_children(
+    workdir: Path,
+    url: str,
+    prefix: str,
+    providers: dict[str, ProviderConfig],
+    route: list[str],
+    report: ChaosReport,
+    *,
+    heartbeat: float,
+) -> _Children:
+    """The API and two workers as child processes, on Redis ``url``."""
+    settings = Settings(
+        data_dir=workdir / "data",
+        redis_url=url,
+        redis_prefix=prefix,
+        providers=providers,
+        default_provider=next(iter(providers)),
+        default_route=route,
+        job_heartbeat_seconds=heartbeat,
+        sweep_interval_seconds=1.0,
+        worker_heartbeat_seconds=0.5,
+        retry_initial_seconds=0.05,
+        retry_max_seconds=0.5,
+    )
+    env = service_env(settings, {"REELFORGE_DEFAULT_PROVIDER": next(iter(providers))})
+    logs = workdir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    children = _Children(env, logs, free_port(), report)
+    for role in ("worker0", "worker1", "api"):
+        children.start(role)
+    return children
+
+
+async def run_failover(*, jobs: int, workdir: Path, seed: int = 0) -> ChaosReport:
+    """Redis failover mid-run: a primary, a replica and three sentinels
+    (:mod:`tests.redis_ha`); the API and two workers reach Redis only through the
+    sentinels. ``jobs`` videos are submitted one after another; once about half are
+    in and some are at the provider, the primary is SIGKILLed and the sentinels
+    promote the replica. Nothing else is killed."""
+    began = time.monotonic()
+    report = ChaosReport(jobs=jobs, seconds=0, seed=seed)
+    prefix = f"failover-{secrets.token_hex(4)}"
+    children: _Children | None = None
+    try:
+        with sentinel_topology(workdir / "redis-ha") as ha:
+            async with contextlib.AsyncExitStack() as stack:
+                # Jobs long enough at the provider that the failover finds many running.
+                emu, recorder, remote = await _emulated_remote(stack, job_seconds=3.0)
+                providers = {"remote": remote}
+                children = _start_children(
+                    workdir, ha.url, prefix, providers, [], report, heartbeat=2
+                )
+                base = f"http://127.0.0.1:{children.api_port}"
+                async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+                    submitting = asyncio.create_task(
+                        _submit_all(client, jobs, seed, 0.15, report, seconds=4)
+                    )
+                    try:
+                        await _fail_over_when_busy(ha, emu.state, jobs, report)
+                        ids = await submitting
+                    finally:
+                        submitting.cancel()
+                        with contextlib.suppress(BaseException):
+                            await submitting
+                    final = await _settle(client, ids, children, report)
+                _tally(report, ids, final, recorder, emu.state.submits_by_key)
+                promoted = f"redis://127.0.0.1:{ha.replica_port}/0"
+                _tally_service(report, promoted, prefix, ids, ["remote"])
+    finally:
+        if children is not None:
+            children.kill_all()
+    report.elapsed = time.monotonic() - began
+    return report
+
+
+async def _fail_over_when_busy(
+    ha: SentinelTopology, provider: EmulatorState, jobs: int, report: ChaosReport
+) -> None:
+    """SIGKILL the primary once half the videos are submitted and three are at the
+    provider; return when the sentinels have promoted the replica."""
+    deadline = time.monotonic() + SUBMIT_GIVE_UP_SECONDS
+    while report.submitted < jobs // 2 or len(provider.jobs) < 3:
+        if time.monotonic() > deadline:
+            raise AssertionError("the videos never got going: no failover to test")
+        await asyncio.sleep(0.05)
+    now = provider.clock()
+    done = sum(1 for job in provider.jobs.values() if job.status_at(now)[0] == "completed")
+    report.in_flight_at_failover = report.submitted - done
+    killed = time.monotonic()
+    await asyncio.to_thread(ha.kill_primary)
+    await asyncio.to_thread(ha.wait_for_failover)
+    report.failover_seconds = time.monotonic() - killed
+    report.failovers += 1
 
 
 def _tally(
