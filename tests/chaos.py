@@ -15,6 +15,10 @@ longer version through :func:`main`::
 
     .venv/bin/python -m tests.chaos --jobs 100 --seconds 120
     .venv/bin/python -m tests.chaos --provider local --jobs 30 --seconds 60
+    .venv/bin/python -m tests.chaos --failover --jobs 40
+
+``run_failover`` (``--failover``) kills nothing but the Redis primary: a primary, a
+replica and three sentinels, the service on a ``redis+sentinel://`` URL.
 """
 
 from __future__ import annotations
@@ -647,6 +651,12 @@ def main(argv: list[str] | None = None) -> int:
         help="local: the in-process renderer, killing only the two workers",
     )
     parser.add_argument(
+        "--failover",
+        action="store_true",
+        help="primary, replica and three sentinels; SIGKILL the primary once mid-run "
+        "(--jobs videos; nothing else is killed, --seconds is unused)",
+    )
+    parser.add_argument(
         "--redis-url",
         default=os.environ.get("REDIS_URL"),
         help="Redis to use without --redis-restart (default: REDIS_URL, else an embedded one)",
@@ -654,6 +664,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     with tempfile.TemporaryDirectory(prefix="reelforge-chaos-") as tmp:
+        if args.failover:
+            failover = run_failover(jobs=args.jobs, workdir=Path(tmp), seed=seed)
+            report = asyncio.run(failover)
+            print(report.summary())
+            ok = report.completed == report.jobs and not report.extra_remote_jobs
+            ok = ok and not (report.duplicate_jobs or report.unexpected_exits)
+            return 0 if ok and not report.worker_restarts else 1
         report = asyncio.run(
             run_chaos(
                 jobs=args.jobs,
