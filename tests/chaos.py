@@ -49,7 +49,8 @@ from tests.chaos_vendors import (
     start_vendor_fleet,
 )
 from tests.conftest import delete_prefix
-from tests.emulators.openai_videos import EmulatorConfig, running_emulator
+from tests.emulators.openai_videos import EmulatorConfig, EmulatorState, running_emulator
+from tests.redis_ha import SentinelTopology, sentinel_topology
 from tests.s3server import S3Server, running_s3_server
 from tests.service import free_port, service_env, spawn, stop
 
@@ -83,6 +84,12 @@ class ChaosReport:
     restarts: int = 0
     redis_restarts: int = 0
     s3_restarts: int = 0
+    failovers: int = 0
+    """Primaries SIGKILLed (the sentinels promoted the replica each time)."""
+    failover_seconds: float = 0.0
+    """From the kill until the sentinels named a writable new primary."""
+    in_flight_at_failover: int = 0
+    """Submitted videos not yet completed when the primary was killed."""
     bucket_problems: list[str] = field(default_factory=list)
     """Objects in the bucket that should not be there, or not so (object store runs)."""
     unexpected_exits: list[str] = field(default_factory=list)
@@ -168,6 +175,13 @@ class ChaosReport:
             f"  breakers:            {self.breakers}",
             f"  worker restarts:     {self.worker_restarts}",
         ]
+        if self.failovers:
+            lines.insert(
+                5,
+                f"  redis failovers:     {self.failovers} (primary SIGKILLed with "
+                f"{self.in_flight_at_failover} videos in flight; new primary after "
+                f"{self.failover_seconds:.1f} s)",
+            )
         return "\n".join(lines)
 
 
@@ -582,6 +596,92 @@ async def _outlives(store: Any, prefix: str, within: float = 15.0) -> bool:
     return False
 
 
+async def run_failover(*, jobs: int, workdir: Path, seed: int = 0) -> ChaosReport:
+    """Redis failover mid-run: a primary, a replica and three sentinels
+    (:mod:`tests.redis_ha`); the API and two workers reach Redis only through the
+    sentinels. ``jobs`` videos are submitted one after another; once about half are
+    in and some are at the provider, the primary is SIGKILLed and the sentinels
+    promote the replica. Nothing else is killed."""
+    began = time.monotonic()
+    report = ChaosReport(jobs=jobs, seconds=0, seed=seed)
+    prefix = f"failover-{secrets.token_hex(4)}"
+    children: _Children | None = None
+    try:
+        with sentinel_topology(workdir / "redis-ha") as ha:
+            async with contextlib.AsyncExitStack() as stack:
+                # Jobs long enough at the provider that the failover finds many running.
+                emu = await stack.enter_async_context(
+                    running_emulator(EmulatorConfig(job_seconds=3.0, poll_after_ms=50))
+                )
+                recorder = _RecordingIdempotency()
+                emu.state.idempotency = recorder
+                remote = ProviderConfig(
+                    kind="openai",
+                    base_url=emu.base_url,
+                    poll_interval_seconds=0.1,
+                    timeout_seconds=2,
+                )
+                settings = Settings(
+                    data_dir=workdir / "data",
+                    redis_url=ha.url,
+                    redis_prefix=prefix,
+                    providers={"remote": remote},
+                    default_provider="remote",
+                    job_heartbeat_seconds=2,
+                    sweep_interval_seconds=1.0,
+                    worker_heartbeat_seconds=0.5,
+                    retry_initial_seconds=0.05,
+                    retry_max_seconds=0.5,
+                )
+                logs = workdir / "logs"
+                logs.mkdir(parents=True, exist_ok=True)
+                env = service_env(settings, {"REELFORGE_DEFAULT_PROVIDER": "remote"})
+                children = _Children(env, logs, free_port(), report)
+                for role in ("worker0", "worker1", "api"):
+                    children.start(role)
+                base = f"http://127.0.0.1:{children.api_port}"
+                async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+                    submitting = asyncio.create_task(
+                        _submit_all(client, jobs, seed, 0.15, report, lengths=(4,))
+                    )
+                    try:
+                        await _fail_over_when_busy(ha, emu.state, jobs, report)
+                        ids = await submitting
+                    finally:
+                        submitting.cancel()
+                        with contextlib.suppress(BaseException):
+                            await submitting
+                    final = await _settle(client, ids, children, report)
+                _tally(report, ids, final, recorder, emu.state.submits_by_key)
+                promoted = f"redis://127.0.0.1:{ha.replica_port}/0"
+                _tally_service(report, promoted, prefix, ids, ["remote"])
+    finally:
+        if children is not None:
+            children.kill_all()
+    report.elapsed = time.monotonic() - began
+    return report
+
+
+async def _fail_over_when_busy(
+    ha: SentinelTopology, provider: EmulatorState, jobs: int, report: ChaosReport
+) -> None:
+    """SIGKILL the primary once half the videos are submitted and three are at the
+    provider; return when the sentinels have promoted the replica."""
+    deadline = time.monotonic() + SUBMIT_GIVE_UP_SECONDS
+    while report.submitted < jobs // 2 or len(provider.jobs) < 3:
+        if time.monotonic() > deadline:
+            raise AssertionError("the videos never got going: no failover to test")
+        await asyncio.sleep(0.05)
+    now = provider.clock()
+    done = sum(1 for job in provider.jobs.values() if job.status_at(now)[0] == "completed")
+    report.in_flight_at_failover = report.submitted - done
+    killed = time.monotonic()
+    await asyncio.to_thread(ha.kill_primary)
+    await asyncio.to_thread(ha.wait_for_failover)
+    report.failover_seconds = time.monotonic() - killed
+    report.failovers += 1
+
+
 def _tally(
     report: ChaosReport,
     ids: list[str],
@@ -711,6 +811,12 @@ def main(argv: list[str] | None = None) -> int:
         help="local: the in-process renderer, killing only the two workers",
     )
     parser.add_argument(
+        "--failover",
+        action="store_true",
+        help="primary, replica and three sentinels; SIGKILL the primary once mid-run "
+        "(--jobs videos; nothing else is killed, --seconds is unused)",
+    )
+    parser.add_argument(
         "--redis-url",
         default=os.environ.get("REDIS_URL"),
         help="Redis to use without --redis-restart (default: REDIS_URL, else an embedded one)",
@@ -718,6 +824,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     with tempfile.TemporaryDirectory(prefix="reelforge-chaos-") as tmp:
+        if args.failover:
+            report = asyncio.run(run_failover(jobs=args.jobs, workdir=Path(tmp), seed=seed))
+            print(report.summary())
+            ok = report.completed == report.jobs and not report.extra_remote_jobs
+            ok = ok and not (report.duplicate_jobs or report.unexpected_exits)
+            return 0 if ok and not report.worker_restarts else 1
         report = asyncio.run(
             run_chaos(
                 jobs=args.jobs,

@@ -10,9 +10,11 @@ video was submitted (and paid for) exactly once. Configure it as a provider kind
 
 ``FakeGatedProvider`` holds every job at one call (``block_at``: ``submit``, ``poll`` or
 ``download``) until the test sets ``go``; ``reached`` is set once a job is held there,
-so a test drives a video to an exact stage without sleeping. It lives in the worker's
-process: tests that use it run the worker in their own (``running_service``) and
-reach the instance through ``runtime.provider(name)``.
+so a test drives a video to an exact stage without sleeping. With ``redis_outage_at``
+(a call's name) that call raises Redis' ConnectionError once, as a turn's next Redis
+command would while Redis fails over. It lives in the worker's process: tests that
+use it run the worker in their own (``running_service``) and reach the instance
+through ``runtime.provider(name)``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import json
 import shutil
 import time
 from pathlib import Path
+
+import redis.exceptions
 
 from reelforge.errors import RemoteJobLostError
 from reelforge.models import GenerationRequest
@@ -120,6 +124,7 @@ class FakeGatedProvider:
         self.name = name
         self.clip = Path(str(config.options["clip"]))
         self.block_at = str(config.options.get("block_at", ""))
+        self.redis_outage_at = str(config.options.get("redis_outage_at", ""))
         self.reached = asyncio.Event()
         self.go = asyncio.Event()
         self.submitted: list[str] = []
@@ -130,6 +135,9 @@ class FakeGatedProvider:
         return Capabilities(max_duration_seconds=60, honours_fps=False)
 
     async def _gate(self, call: str) -> None:
+        if self.redis_outage_at == call:
+            self.redis_outage_at = ""
+            raise redis.exceptions.ConnectionError("Error 111 connecting to the old primary")
         if self.block_at != call:
             return
         self.reached.set()
@@ -145,6 +153,8 @@ class FakeGatedProvider:
         return "gate_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
 
     async def poll(self, remote_id: str) -> RemoteStatus:
+        if self.redis_outage_at == "poll":
+            await self._gate("poll")
         if self.block_at == "poll" and not self.go.is_set():
             self.reached.set()
             return RemoteStatus(RemoteState.RUNNING, progress=10)

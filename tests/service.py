@@ -145,8 +145,9 @@ def service_env(settings: Settings, extra: Mapping[str, str] | None = None) -> d
             "REELFORGE_RETRY_INITIAL_SECONDS": str(settings.retry_initial_seconds),
             "REELFORGE_RETRY_MAX_SECONDS": str(settings.retry_max_seconds),
             "REELFORGE_LOG_LEVEL": "WARNING",
-            # This checkout's own source first, whatever copy the venv has installed.
-            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]),
+            # The caller's path first (a checkout beside an editable install imports
+            # itself), then this checkout's own source, whatever the venv installed.
+            "PYTHONPATH": os.pathsep.join([*_caller_path(), str(REPO / "src"), str(REPO)]),
         }
     )
     providers = {}
@@ -160,6 +161,10 @@ def service_env(settings: Settings, extra: Mapping[str, str] | None = None) -> d
     if extra:
         env.update(extra)
     return env
+
+
+def _caller_path() -> list[str]:
+    return [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
 
 
 def spawn(args: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -4,13 +4,19 @@ A worker that stops mid-turn leaves its claim on the video; the next worker to t
 the job counts a ``worker_restart``. The ``local`` provider's job lived in the dead
 worker, so its attempt ends as ``worker_lost`` and a fresh one runs: no provider
 attempt is used up, the breaker and the provider-error metric never hear of it.
-A video whose workers keep dying still ends, ``failed`` with ``worker_lost``.
+A video whose workers keep dying still ends, ``failed`` with ``worker_lost``. A turn
+that Redis going away cuts short (a failover, a restart) ended in a live worker: it
+leaves no claim, so the retried job counts no restart wherever it runs.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
+
+import pytest
+import redis.exceptions
 
 from reelforge.api.schemas import present_video
 from reelforge.models import Stage, parse_generation_request
@@ -19,7 +25,7 @@ from reelforge.runtime import Runtime
 from reelforge.settings import ProviderConfig, Settings
 from reelforge.store import Attempt
 from reelforge.videos import create_video
-from reelforge.worker import WorkerProcess
+from reelforge.worker import WorkerProcess, generate_video
 from tests.service import wait_until
 
 REQUEST = {"prompt": "a blue square", "duration_seconds": 1, "size": "320x180"}
@@ -133,3 +139,28 @@ async def test_a_local_job_unknown_to_the_polling_worker_restarts_without_a_prov
     assert [(a.error or {}).get("code") for a in final.attempts] == ["worker_lost", None]
     assert final.worker_restarts == 1
     assert errors == {}
+
+
+async def test_a_turn_cut_short_by_a_redis_outage_leaves_no_claim_behind(
+    service_settings: Settings, tmp_path: Path
+) -> None:
+    gate = ProviderConfig(
+        kind="tests.fakes:FakeGatedProvider",
+        poll_interval_seconds=0.05,
+        options={"clip": str(tmp_path / "unused.mp4"), "redis_outage_at": "poll"},
+    )
+    settings = service_settings.model_copy(
+        update={"providers": {"gate": gate}, "default_provider": "gate"}
+    )
+    rt = await Runtime.open(settings)
+    try:
+        record, _ = await create_video(rt, parse_generation_request(REQUEST), owner="default")
+        # The turn ends with Redis' error, for saq to retry the job.
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await generate_video({"runtime": rt}, video_id=record.id)
+        # saq's retry may land on another worker process.
+        claim = await rt.store.claim_turn(record.id, "generate", "another-worker-process")
+    finally:
+        await rt.close()
+    assert claim is not None
+    assert (claim.orphaned, claim.worker_restarts) == (False, 0)

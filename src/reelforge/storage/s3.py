@@ -35,6 +35,7 @@ __all__ = ["S3Storage"]
 
 # Above this a file goes up in parts of this size, several at once.
 _PART_BYTES = 8 * 1024 * 1024
+_PARTS_AT_ONCE = 4
 _CHUNK = 1 << 20
 
 
@@ -125,7 +126,7 @@ class S3Storage:
                 attributes=attributes,
                 # Multipart (several parts at once) when the file exceeds one part.
                 chunk_size=_PART_BYTES,
-                max_concurrency=4,
+                max_concurrency=_PARTS_AT_ONCE,
             )
 
     async def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None:

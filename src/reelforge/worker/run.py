@@ -248,23 +248,37 @@ class Run:
     async def guarded(self, body: Any) -> None:
         """Run a stage body; turn cancellation and errors into terminal states.
 
-        The turn's claim is cleared only when the turn ends here; a worker that dies
-        (or is stopped) leaves it, and the next turn counts a worker restart."""
-        holder = self.rt.instance_id
+        The turn's claim is cleared when the turn ends here, also by an outage that
+        saq retries; a worker that dies (or is stopped) leaves it, and the next turn
+        counts a worker restart."""
         try:
             await self._guarded(body)
         except Gone:
             await self.abandon()
         except asyncio.CancelledError:
             raise  # the claim stays: whoever resumes the video counts a restart
-        except (StorageUnavailableError, StorageFullError):
-            # An outage ends this turn on purpose (saq tries the job again): the
-            # claim goes, so the next turn is no worker restart.
-            with contextlib.suppress(Exception):
-                await self.rt.store.release_turn(self.video_id, self.queue, holder)
+        except Exception:
+            # Redis or the store failed this turn in a live process; saq retries the
+            # job, maybe on another worker, which must not take it for a dead one.
+            # Redis may be failing over: release the claim once it answers again.
+            await self.release_turn(patience=self.rt.settings.redis_wait_seconds)
             raise
-        with contextlib.suppress(Exception):
-            await self.rt.store.release_turn(self.video_id, self.queue, holder)
+        await self.release_turn(patience=0.0)
+
+    async def release_turn(self, *, patience: float) -> None:
+        """Clear this process's claim on the turn, trying again for up to
+        ``patience`` seconds while Redis cannot be reached."""
+        give_up = time.monotonic() + patience
+        while True:
+            try:
+                await self.rt.store.release_turn(self.video_id, self.queue, self.rt.instance_id)
+                return
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                if time.monotonic() >= give_up:
+                    return  # the claim stays: the next turn counts a worker restart
+            except Exception:
+                return  # e.g. the record is gone
+            await asyncio.sleep(0.2)  # backoff while Redis fails over
 
     async def _guarded(self, body: Any) -> None:
         try:
