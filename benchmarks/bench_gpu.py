@@ -100,7 +100,7 @@ async def _through_reelforge(
             job = await jobs.get(job_id)
             if job is not None and job.is_terminal:
                 break
-            await asyncio.sleep(0.02)  # light polling: the generation thread needs the CPU
+            await asyncio.sleep(0.25)  # light polling: the generation thread needs the CPU
         total = time.perf_counter() - submitted
         if job.state != "succeeded":
             raise RuntimeError(f"bench job ended {job.state}: {job.error_message}")
