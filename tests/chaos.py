@@ -49,7 +49,12 @@ from tests.chaos_vendors import (
     start_vendor_fleet,
 )
 from tests.conftest import delete_prefix
-from tests.emulators.openai_videos import EmulatorConfig, EmulatorState, running_emulator
+from tests.emulators.openai_videos import (
+    Emulator,
+    EmulatorConfig,
+    EmulatorState,
+    running_emulator,
+)
 from tests.redis_ha import SentinelTopology, sentinel_topology
 from tests.s3server import S3Server, running_s3_server
 from tests.service import free_port, service_env, spawn, stop
@@ -416,17 +421,7 @@ async def run_chaos(
     children: _Children | None = None
     try:
         async with contextlib.AsyncExitStack() as stack:
-            emu = await stack.enter_async_context(
-                running_emulator(EmulatorConfig(job_seconds=1.0, poll_after_ms=50))
-            )
-            recorder = _RecordingIdempotency()
-            emu.state.idempotency = recorder
-            remote = ProviderConfig(
-                kind="openai",
-                base_url=emu.base_url,
-                poll_interval_seconds=0.1,
-                timeout_seconds=2,
-            )
+            emu, recorder, remote = await _emulated_remote(stack, job_seconds=1.0)
             providers = {"remote": remote}
             route: list[str] = []
             fleet: VendorFleet | None = None
@@ -596,6 +591,21 @@ async def _outlives(store: Any, prefix: str, within: float = 15.0) -> bool:
     return False
 
 
+async def _emulated_remote(
+    stack: contextlib.AsyncExitStack, *, job_seconds: float
+) -> tuple[Emulator, _RecordingIdempotency, ProviderConfig]:
+    """The OpenAI emulator (recording every job each key created) as provider "remote"."""
+    emu = await stack.enter_async_context(
+        running_emulator(EmulatorConfig(job_seconds=job_seconds, poll_after_ms=50))
+    )
+    recorder = _RecordingIdempotency()
+    emu.state.idempotency = recorder
+    remote = ProviderConfig(
+        kind="openai", base_url=emu.base_url, poll_interval_seconds=0.1, timeout_seconds=2
+    )
+    return emu, recorder, remote
+
+
 async def run_failover(*, jobs: int, workdir: Path, seed: int = 0) -> ChaosReport:
     """Redis failover mid-run: a primary, a replica and three sentinels
     (:mod:`tests.redis_ha`); the API and two workers reach Redis only through the
@@ -610,17 +620,7 @@ async def run_failover(*, jobs: int, workdir: Path, seed: int = 0) -> ChaosRepor
         with sentinel_topology(workdir / "redis-ha") as ha:
             async with contextlib.AsyncExitStack() as stack:
                 # Jobs long enough at the provider that the failover finds many running.
-                emu = await stack.enter_async_context(
-                    running_emulator(EmulatorConfig(job_seconds=3.0, poll_after_ms=50))
-                )
-                recorder = _RecordingIdempotency()
-                emu.state.idempotency = recorder
-                remote = ProviderConfig(
-                    kind="openai",
-                    base_url=emu.base_url,
-                    poll_interval_seconds=0.1,
-                    timeout_seconds=2,
-                )
+                emu, recorder, remote = await _emulated_remote(stack, job_seconds=3.0)
                 settings = Settings(
                     data_dir=workdir / "data",
                     redis_url=ha.url,
