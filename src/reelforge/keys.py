@@ -178,6 +178,12 @@ class Keys:
         """String (expiring): held by the worker running this round's retention sweep."""
         return f"{self.prefix}:retention-lock"
 
+    @property
+    def unremoved_files(self) -> str:
+        """Set: ids of deleted videos whose stored files could not be removed yet
+        (the store was down); the hygiene round tries again."""
+        return f"{self.prefix}:unremoved-files"
+
     def upload_users(self, name: str) -> str:
         """Set: the videos that use an uploaded image (it goes with the last one)."""
         return f"{self.prefix}:upload-users:{name}"

@@ -11,7 +11,8 @@
   so are temporary files older than a job could run (left by a killed process).
 - Raw results in storage (``raw/<id>/``) of a video that ended or is gone are
   removed every round too: the worker removes them as the video ends, but it may
-  die right then, or the store may be down.
+  die right then, or the store may be down. So are the files of a video deleted
+  while the store was down (``keys.unremoved_files``).
 """
 
 from __future__ import annotations
@@ -27,10 +28,18 @@ import structlog
 
 from reelforge.errors import NotFoundError, ReelforgeError
 from reelforge.runtime import Runtime
+from reelforge.storage.layout import remove_video_files
 from reelforge.store import is_valid_video_id
 from reelforge.videos import delete_video
 
-__all__ = ["retention_of", "shared_round", "sweep_expired", "sweep_raw", "sweep_scratch"]
+__all__ = [
+    "retention_of",
+    "shared_round",
+    "sweep_expired",
+    "sweep_raw",
+    "sweep_scratch",
+    "sweep_unremoved",
+]
 
 log = structlog.get_logger("reelforge.retention")
 
@@ -84,7 +93,22 @@ async def shared_round(rt: Runtime) -> bool:
         return False
     await sweep_expired(rt)
     await sweep_raw(rt)
+    await sweep_unremoved(rt)
     return True
+
+
+async def sweep_unremoved(rt: Runtime) -> int:
+    """Remove the stored files of deleted videos that the store was down for at the
+    time; returns how many videos' files went now."""
+    removed = 0
+    for video_id in sorted(cast(set[str], await rt.redis.smembers(rt.keys.unremoved_files))):
+        if await rt.store.exists(video_id):  # not deleted after all (an old entry)
+            await rt.redis.srem(rt.keys.unremoved_files, video_id)
+            continue
+        if await remove_video_files(rt.storage, rt.settings, video_id):
+            await rt.redis.srem(rt.keys.unremoved_files, video_id)
+            removed += 1
+    return removed
 
 
 async def sweep_scratch(rt: Runtime) -> int:

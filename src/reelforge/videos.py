@@ -217,7 +217,9 @@ async def delete_video(rt: Runtime, video_id: str, *, owner: str) -> None:
     if record is not None:
         # A video deleted while running never reports back: free its quota now.
         await video_finished(rt, record)
-    await remove_video_files(rt.storage, rt.settings, video_id)
+    if not await remove_video_files(rt.storage, rt.settings, video_id):
+        # The store is down: the video is gone, its files go in a later round.
+        await rt.redis.sadd(rt.keys.unremoved_files, video_id)
     if record is not None and record.request.image is not None:
         with contextlib.suppress(ReelforgeError):  # the retention sweep retries
             await rt.uploads.release(record.request.image, video_id)

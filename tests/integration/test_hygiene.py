@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from reelforge.errors import StorageFullError
-from reelforge.retention import sweep_expired, sweep_raw, sweep_scratch
+from reelforge.errors import StorageFullError, StorageUnavailableError
+from reelforge.retention import sweep_expired, sweep_raw, sweep_scratch, sweep_unremoved
 from reelforge.settings import Settings
 from reelforge.storage import LocalStorage
 from reelforge.store import new_video_id
@@ -181,3 +181,28 @@ async def test_raw_results_of_ended_or_unknown_videos_are_swept_from_storage(
 
         assert await sweep_raw(rt) == 2
         assert await rt.storage.list_keys("raw") == [f"raw/{waiting}/1.mp4"]
+
+
+async def test_files_of_a_video_deleted_while_the_store_was_down_go_in_a_later_round(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = service.runtime
+    video = await _completed(service)
+    storage = rt.storage
+    real = storage.delete_prefix
+
+    async def down(prefix: str) -> int:
+        if prefix.startswith("videos/"):
+            raise StorageUnavailableError(f"the object store failed on {prefix!r}")
+        return await real(prefix)
+
+    monkeypatch.setattr(storage, "delete_prefix", down)
+    assert (await service.client.delete(f"/api/videos/{video['id']}")).status_code == 200
+    assert (await service.client.get(f"/api/videos/{video['id']}")).status_code == 404
+    assert _stored(service, video["id"])  # the store was down: the files are still there
+    assert await sweep_unremoved(rt) == 0  # still down: tried, kept for the next round
+
+    monkeypatch.setattr(storage, "delete_prefix", real)  # the store is back
+    assert await sweep_unremoved(rt) == 1
+    assert _stored(service, video["id"]) == []
+    assert await rt.redis.scard(rt.keys.unremoved_files) == 0

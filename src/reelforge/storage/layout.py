@@ -75,13 +75,18 @@ def scratch_of(settings: Settings, video_id: str) -> Path:
     return settings.work_dir / video_id
 
 
-async def remove_video_files(storage: Storage, settings: Settings, video_id: str) -> None:
+async def remove_video_files(storage: Storage, settings: Settings, video_id: str) -> bool:
     """A video's files: delivered files, the raw result, this process's scratch (its
     upload is reference-counted: :meth:`reelforge.uploads.Uploads.release`). Best
-    effort per part; never raises."""
-    with contextlib.suppress(ReelforgeError):
+    effort per part; never raises. False when the store could not remove them (the
+    caller notes the video for the next hygiene round)."""
+    removed = True
+    try:
         await storage.delete_prefix(outputs_prefix(video_id))
+    except ReelforgeError:
+        removed = False
     await remove_work_files(storage, settings, video_id)
+    return removed
 
 
 async def remove_work_files(storage: Storage, settings: Settings, video_id: str) -> None:
