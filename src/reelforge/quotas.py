@@ -80,10 +80,11 @@ return {1, '', '', ''}
 """
 
 # KEYS: jobs zset, reservations hash, month string, usage hash (or the day hash
-# when ARGV[2] == 'undo'). ARGV: video id, mode (finish | undo), actual cost,
-# provider, seconds, completed (1/0). Returns 1 when this call released it.
+# when ARGV[2] == 'undo'), and for finish the day hash of the admission. ARGV:
+# video id, mode (finish | undo), actual cost, provider, seconds, completed (1/0).
+# Returns 1 when this call released it.
 _RELEASE_LUA = """
-local jobs, resv, monthk, other = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local jobs, resv, monthk, other, dayk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local vid, mode = ARGV[1], ARGV[2]
 local raw = redis.call('HGET', resv, vid)
 if not raw then return 0 end
@@ -102,6 +103,10 @@ local p = ARGV[4]
 if ARGV[6] == '1' then
   redis.call('HINCRBY', other, p .. '|videos', 1)
   redis.call('HINCRBYFLOAT', other, p .. '|seconds', tonumber(ARGV[5]))
+elseif dayk and redis.call('EXISTS', dayk) == 1 then
+  -- Nothing was delivered (failed, cancelled): the day's allowance is given back.
+  redis.call('HINCRBY', dayk, 'videos', -1)
+  redis.call('HINCRBYFLOAT', dayk, 'seconds', -tonumber(r.seconds))
 end
 redis.call('HINCRBYFLOAT', other, p .. '|spend', actual)
 redis.call('EXPIRE', other, tonumber(ARGV[7]))
@@ -188,7 +193,7 @@ class Quotas:
         """Count a new video against the tenant's quotas, or raise the refusal."""
         now = time.time()
         reservation = json.dumps(
-            {"seconds": seconds, "cost": estimated_cost, "month": month_of(now)}
+            {"seconds": seconds, "cost": estimated_cost, "month": month_of(now), "day": day_of(now)}
         )
         admitted, code, limit, retry_after = await self._admit(
             keys=[
@@ -251,17 +256,20 @@ class Quotas:
         cost: float,
         completed: bool,
     ) -> bool:
-        """The video ended: free its slot, settle its cost, add it to usage (once)."""
+        """The video ended: free its slot, settle its cost, add it to usage (once).
+        A video that delivered nothing gives its day's allowance back."""
         raw = await self.redis.hget(self.keys.tenant_reservations(tenant), video_id)
         if raw is None:
             return False
         now = time.time()
+        reservation = json.loads(raw)
         released = await self._release(
             keys=[
                 self.keys.tenant_jobs(tenant),
                 self.keys.tenant_reservations(tenant),
-                self.keys.tenant_month(tenant, json.loads(raw)["month"]),
+                self.keys.tenant_month(tenant, reservation["month"]),
                 self.keys.usage(tenant, day_of(now)),
+                self.keys.tenant_day(tenant, reservation.get("day") or day_of(now)),
             ],
             args=[
                 video_id,

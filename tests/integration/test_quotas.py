@@ -75,6 +75,20 @@ async def test_videos_per_day_refuses_the_next_one_until_midnight(service: Servi
     assert 0 < int(refused.headers["retry-after"]) <= 86_400
 
 
+async def test_a_video_that_delivered_nothing_gives_its_days_allowance_back(
+    service: Service,
+) -> None:
+    async with await _client(service, "refund", videos_per_day=1) as client:
+        first = (await client.post("/api/videos/generate", json=SMALL)).json()
+        refused = await client.post("/api/videos/generate", json=SMALL)
+        assert refused.json()["error"]["code"] == "videos_per_day_exceeded"
+        assert (await client.post(f"/api/videos/{first['id']}/cancel")).status_code == 200
+        # Cancelled (or failed) before anything was made: today's video is not used up.
+        assert (await client.post("/api/videos/generate", json=SMALL)).status_code == 202
+        again = await client.post("/api/videos/generate", json=SMALL)
+    assert again.json()["error"]["code"] == "videos_per_day_exceeded"
+
+
 async def test_seconds_per_day_counts_the_requested_duration(service: Service) -> None:
     async with await _client(service, "seconds", video_seconds_per_day=5) as client:
         four = await client.post("/api/videos/generate", json={**SMALL, "duration_seconds": 4})
