@@ -292,8 +292,13 @@ async def test_health_readiness_and_metrics(service: Service) -> None:
     assert ready.json()["checks"]["workers"] >= 1
     video = await _submit(service)
     await service.wait_terminal(video["id"])
+    completed = 'reelforge_jobs_total{provider="local",status="completed"} 1.0'
+
+    async def counted() -> bool:  # the worker counts it just after the video completes
+        return completed in (await service.client.get("/metrics")).text
+
+    await wait_until(counted, timeout=10)
     metrics = (await service.client.get("/metrics")).text
-    assert 'reelforge_jobs_total{provider="local",status="completed"} 1.0' in metrics
     assert 'reelforge_stage_duration_seconds_bucket{le="+Inf",stage="generating"}' in metrics
     assert "reelforge_queue_depth" in metrics
 

@@ -175,5 +175,6 @@ class ProcessingRun(Run):
                 )
         report["conversions"] = conversions
         await self.move(rec, Stage.COMPLETED, event="completed", fields={"validation": report})
-        await remove_work_files(self.rt.storage, self.rt.settings, self.video_id)
+        # Metrics, quotas and the webhook first: the files are only tidying up.
         await self.finished(rec.provider, "completed")
+        await remove_work_files(self.rt.storage, self.rt.settings, self.video_id)

@@ -182,9 +182,9 @@ class Run:
         )
         if isinstance(exc, ProviderError):
             await self.rt.metrics.provider_error(rec.provider, exc.code)
+        await self.finished(rec.provider, "failed")
         # A failed video delivers nothing: files made before the failure go too.
         await remove_video_files(self.rt.storage, self.rt.settings, self.video_id)
-        await self.finished(rec.provider, "failed")
         self.log.warning("failed", code=exc.code, provider=rec.provider)
 
     async def cancelled(self, rec: VideoRecord) -> None:
