@@ -513,14 +513,7 @@ async def run_chaos(
 def bucket_env(s3: S3Server, prefix: str) -> dict[str, str]:
     """The storage settings of a run on a bucket of ``s3`` (under ``prefix``)."""
     return {
-        "REELFORGE_STORAGE__KIND": "s3",
-        "REELFORGE_STORAGE__ENDPOINT_URL": s3.endpoint_url,
-        "REELFORGE_STORAGE__BUCKET": "chaos",
-        "REELFORGE_STORAGE__PREFIX": prefix,
-        "REELFORGE_STORAGE__ACCESS_KEY_ID": s3.access_key_id,
-        "REELFORGE_STORAGE__SECRET_ACCESS_KEY": s3.secret_access_key,
-        "REELFORGE_STORAGE__PATH_STYLE": "true",
-        "REELFORGE_STORAGE__CREATE_BUCKET": "true",
+        **s3.storage_env("chaos", prefix),
         # A SeaweedFS restarting takes connections it answers only once its master
         # and volume server are back: give up on a request after seconds, not a minute.
         "REELFORGE_STORAGE__REQUEST_TIMEOUT_SECONDS": "5",
@@ -539,20 +532,9 @@ async def _tally_bucket(
 ) -> None:
     """Every object must be a whole file a completed video lists (same size), and no
     raw result may outlive its video: no half file, no orphan."""
-    from reelforge.settings import StorageSettings
     from reelforge.storage.s3 import S3Storage
 
-    store = S3Storage(
-        StorageSettings(
-            kind="s3",
-            endpoint_url=s3.endpoint_url,
-            bucket="chaos",
-            prefix=prefix,
-            access_key_id=s3.access_key_id,
-            secret_access_key=s3.secret_access_key,  # type: ignore[arg-type]
-            path_style=True,
-        )
-    )
+    store = S3Storage(s3.storage_settings("chaos", prefix))
     try:
         stored = {key: await store.stat(key) for key in await store.list_keys("videos")}
         expected: dict[str, int] = {}

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
+
+from reelforge.settings import StorageSettings
 
 __all__ = ["S3Server", "running_s3_server", "weed_binary"]
 
@@ -59,6 +62,32 @@ class S3Server:
     process: subprocess.Popen[bytes]
     command: list[str]
     log_path: Path
+
+    def storage_settings(self, bucket: str, prefix: str) -> StorageSettings:
+        """reelforge's storage settings for a bucket of this server (made if missing)."""
+        return StorageSettings(
+            kind="s3",
+            endpoint_url=self.endpoint_url,
+            bucket=bucket,
+            prefix=prefix,
+            access_key_id=self.access_key_id,
+            secret_access_key=SecretStr(self.secret_access_key),
+            path_style=True,
+            create_bucket=True,
+        )
+
+    def storage_env(self, bucket: str, prefix: str, **extra: str) -> dict[str, str]:
+        """The same settings as ``REELFORGE_STORAGE__*`` variables for a child process;
+        ``extra`` adds or overrides fields (``serve="stream"``)."""
+        fields = self.storage_settings(bucket, prefix).model_dump(exclude_none=True)
+        fields["secret_access_key"] = self.secret_access_key
+        fields.update(extra)
+        return {
+            f"REELFORGE_STORAGE__{name.upper()}": str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+            for name, value in fields.items()
+        }
 
     def stop(self, *, grace: float = 3.0) -> None:
         if self.process.poll() is not None:

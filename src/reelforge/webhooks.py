@@ -140,8 +140,6 @@ async def deliver_webhook(ctx: Context, *, video_id: str, event_id: str, url: st
     rt: Runtime = ctx["runtime"]  # type: ignore[typeddict-item]
     job = ctx.get("job")
     settings = rt.settings
-    if await rt.redis.exists(rt.keys.webhook_done(event_id)):
-        return "already delivered"
     sending = rt.keys.webhook_sending(event_id)
     hold = math.ceil(settings.webhook_timeout_seconds) + 5
     if not await rt.redis.set(sending, "1", nx=True, ex=hold):

@@ -22,7 +22,6 @@ import pytest
 from reelforge.media.probe import probe
 from reelforge.settings import Settings
 from reelforge.storage.s3 import S3Storage
-from tests.integration.test_storage import s3_settings
 from tests.s3server import S3Server, running_s3_server, weed_binary
 from tests.service import free_port, service_env, spawn, stop, wait_until
 
@@ -50,18 +49,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         yield server
 
 
-def _storage_env(server: S3Server, prefix: str, serve: str) -> dict[str, str]:
-    return {
-        "REELFORGE_STORAGE__KIND": "s3",
-        "REELFORGE_STORAGE__ENDPOINT_URL": server.endpoint_url,
-        "REELFORGE_STORAGE__BUCKET": "reelforge-scale",
-        "REELFORGE_STORAGE__PREFIX": prefix,
-        "REELFORGE_STORAGE__ACCESS_KEY_ID": server.access_key_id,
-        "REELFORGE_STORAGE__SECRET_ACCESS_KEY": server.secret_access_key,
-        "REELFORGE_STORAGE__PATH_STYLE": "true",
-        "REELFORGE_STORAGE__CREATE_BUCKET": "true",
-        "REELFORGE_STORAGE__SERVE": serve,
-    }
+BUCKET = "reelforge-scale"
 
 
 @pytest.fixture
@@ -76,7 +64,7 @@ async def deployment(
     procs = {}
     try:
         for role, serve in roles.items():
-            env = service_env(service_settings, _storage_env(s3_server, prefix, serve))
+            env = service_env(service_settings, s3_server.storage_env(BUCKET, prefix, serve=serve))
             env["REELFORGE_DATA_DIR"] = str(dirs[role])
             env["REELFORGE_SCRATCH_DIR"] = str(dirs[role] / "scratch")
             env["REELFORGE_LOG_LEVEL"] = "INFO"
@@ -85,9 +73,7 @@ async def deployment(
             else:
                 args = ["worker"]
             procs[role] = spawn(args, env, logs[role])
-        store = S3Storage(
-            s3_settings(s3_server, prefix).model_copy(update={"bucket": "reelforge-scale"})
-        )
+        store = S3Storage(s3_server.storage_settings(BUCKET, prefix))
         async with (
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['api1']}", timeout=30) as one,
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['api2']}", timeout=30) as two,

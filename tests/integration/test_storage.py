@@ -29,16 +29,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 
 
 def s3_settings(server: S3Server, prefix: str) -> StorageSettings:
-    return StorageSettings(
-        kind="s3",
-        endpoint_url=server.endpoint_url,
-        bucket="reelforge-tests",
-        prefix=prefix,
-        access_key_id=server.access_key_id,
-        secret_access_key=server.secret_access_key,  # type: ignore[arg-type]
-        path_style=True,
-        create_bucket=True,
-    )
+    return server.storage_settings("reelforge-tests", prefix)
 
 
 @pytest.fixture(params=["local", "s3"])
