@@ -33,6 +33,7 @@ from reelforge.errors import (
 from reelforge.gpu.catalogue import GenerationPlan, spec_for
 from reelforge.gpu.jobs import GpuJobs, gpu_worker_window, job_output_key
 from reelforge.keys import Keys
+from reelforge.loops import spawn_loop, stop_loop
 from reelforge.media.frames import encode_frames_to_mp4
 from reelforge.redis_client import open_redis
 from reelforge.runtime import redis_url_of
@@ -104,7 +105,7 @@ class GpuWorker:
         )
         await jobs.beat(self.worker_id, device=self.device)
         await jobs.reap()
-        beats = asyncio.create_task(self._beat(jobs, stop))
+        beats = spawn_loop(lambda stopping: self._beat(jobs, stop, stopping), name="gpu-beat")
         self.log.info("gpu_worker_ready", model=self.spec.key)
         if on_ready is not None:
             on_ready(self)
@@ -117,17 +118,15 @@ class GpuWorker:
                     continue
                 await self._serve(jobs, job_id, stop)
         finally:
-            beats.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beats
+            await stop_loop(beats)
             with contextlib.suppress(Exception):
                 await jobs.leave(self.worker_id)  # a job we still hold goes back
             await redis.aclose()
             await self.storage.aclose()
 
-    async def _beat(self, jobs: GpuJobs, stop: asyncio.Event) -> None:
+    async def _beat(self, jobs: GpuJobs, stop: asyncio.Event, stopping: asyncio.Event) -> None:
         interval = self.settings.worker_heartbeat_seconds
-        while not stop.is_set():
+        while not (stop.is_set() or stopping.is_set()):
             running = self._running
             try:
                 await jobs.beat(
@@ -154,8 +153,10 @@ class GpuWorker:
             running.steps_done = done
             loop.call_soon_threadsafe(steps.put_nowait, (done, total))
 
-        writer = asyncio.create_task(self._write_steps(jobs, job_id, steps))
-        watcher = asyncio.create_task(self._watch_cancel(jobs, running, stop))
+        # Loops that go on through Redis errors: stopped with stop_loop, so a cancel
+        # swallowed inside redis-py cannot leave this job (and the next) waiting.
+        writer = spawn_loop(lambda stopping: self._write_steps(jobs, job_id, steps, stopping))
+        watcher = spawn_loop(lambda stopping: self._watch_cancel(jobs, running, stop, stopping))
         image = (
             await Uploads(self.settings, self.storage).local_path(plan.image)
             if plan.image
@@ -213,15 +214,17 @@ class GpuWorker:
             log.info("gpu_job_succeeded")
         finally:
             self._running = None
-            for task in (writer, watcher):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for side in (writer, watcher):
+                await stop_loop(side)
 
     async def _write_steps(
-        self, jobs: GpuJobs, job_id: str, steps: asyncio.Queue[tuple[int, int]]
+        self,
+        jobs: GpuJobs,
+        job_id: str,
+        steps: asyncio.Queue[tuple[int, int]],
+        stopping: asyncio.Event,
     ) -> None:
-        while True:
+        while not stopping.is_set():
             done, total = await steps.get()
             try:
                 await jobs.record_step(job_id, self.worker_id, step=done, steps=total)
@@ -230,10 +233,12 @@ class GpuWorker:
             finally:
                 steps.task_done()
 
-    async def _watch_cancel(self, jobs: GpuJobs, running: _Running, stop: asyncio.Event) -> None:
+    async def _watch_cancel(
+        self, jobs: GpuJobs, running: _Running, stop: asyncio.Event, stopping: asyncio.Event
+    ) -> None:
         """Turn a cancel request in Redis (or our own shutdown) into the thread's flag;
         the pipeline stops at its next step."""
-        while not running.stop.is_set():
+        while not (running.stop.is_set() or stopping.is_set()):
             if stop.is_set():
                 running.stop.set()
                 return

@@ -57,6 +57,7 @@ from reelforge.errors import (
     RemoteJobLostError,
     UnreadableMediaError,
 )
+from reelforge.loops import Loop, spawn_loop, stop_loop
 from reelforge.media.ffmpeg import atomic_output
 from reelforge.media.probe import probe
 from reelforge.models import MAX_FPS, GenerationRequest
@@ -253,7 +254,7 @@ class ComfyUIProvider:
         )
         self.client_id = f"reelforge-{uuid.uuid4().hex[:12]}"
         self._live: dict[str, _Live] = {}
-        self._listener: asyncio.Task[None] | None = None
+        self._listener: Loop | None = None
         self._connected = asyncio.Event()
 
     def capabilities(self) -> Capabilities:
@@ -285,17 +286,19 @@ class ComfyUIProvider:
     # -- the WebSocket ------------------------------------------------------------
 
     def _ensure_listener(self) -> None:
-        if self._listener is None or self._listener.done():
+        if self._listener is None or self._listener.task.done():
             self._connected.clear()
-            self._listener = asyncio.create_task(self._listen(), name=f"comfyui-ws-{self.name}")
+            self._listener = spawn_loop(self._listen, name=f"comfyui-ws-{self.name}")
 
-    async def _listen(self) -> None:
+    async def _listen(self, stopping: asyncio.Event) -> None:
+        """Read the WebSocket, reconnecting; ``stopping`` ends it even when a cancel
+        is swallowed by the connect timeout (see :mod:`reelforge.loops`)."""
         from websockets.asyncio.client import connect
         from websockets.exceptions import WebSocketException
 
         url = self._base.replace("http", "ws", 1) + f"/ws?clientId={self.client_id}"
         delay = 0.2
-        while True:
+        while not stopping.is_set():
             try:
                 async with connect(url, open_timeout=10, max_size=None) as ws:
                     self._connected.set()
@@ -521,8 +524,6 @@ class ComfyUIProvider:
 
     async def aclose(self) -> None:
         if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            await stop_loop(self._listener)
         await self._client.aclose()
         await self._uploads.aclose()

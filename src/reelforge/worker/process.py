@@ -14,11 +14,11 @@ from saq import Worker
 from reelforge.errors import (
     ReelforgeError,
 )
+from reelforge.loops import Loop, start_loop, stop_loop
 from reelforge.retention import shared_round, sweep_scratch
 from reelforge.runtime import Runtime
 from reelforge.webhooks import webhook_worker
 from reelforge.worker.generation import GenerationRun
-from reelforge.worker.loops import Loop, start_loop, stop_loop
 from reelforge.worker.processing import ProcessingRun
 from reelforge.worker.run import JobContext, heartbeat
 

@@ -25,6 +25,7 @@ from reelforge.errors import (
     StorageUnavailableError,
     WorkerLostError,
 )
+from reelforge.loops import start_loop, stop_loop
 from reelforge.models import Stage
 from reelforge.retry import RetryPolicy
 from reelforge.runtime import Runtime
@@ -35,7 +36,6 @@ from reelforge.storage.layout import (
 )
 from reelforge.store import Attempt, VideoRecord
 from reelforge.videos import video_finished
-from reelforge.worker.loops import start_loop, stop_loop
 
 __all__ = [
     "PROGRESS",

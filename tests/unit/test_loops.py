@@ -1,11 +1,11 @@
-"""Worker background loops stop for sure, even when a library swallows the cancel."""
+"""Background loops stop for sure, even when a library swallows the cancel."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 
-from reelforge.worker.loops import start_loop, stop_loop
+from reelforge.loops import start_loop, stop_loop
 
 
 async def test_a_loop_whose_step_swallows_the_cancel_still_stops() -> None:
