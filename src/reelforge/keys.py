@@ -24,6 +24,12 @@ class Keys:
         without idempotency keys."""
         return f"{self.prefix}:video:{video_id}:submit:{attempt}"
 
+    def replica_probe(self, instance: str) -> str:
+        """String (expiring): a process writes it just before a Redis WAIT, on the
+        same connection, because WAIT covers only that connection's own writes; the
+        replication stream is ordered, so it covers every earlier write as well."""
+        return f"{self.prefix}:replica-probe:{instance}"
+
     def events(self, video_id: str) -> str:
         """Stream: the video's events; entry id ``<seq>-0``."""
         return f"{self.prefix}:events:{video_id}"

@@ -435,6 +435,12 @@ class Settings(BaseSettings):
     # restarting, or started after them) before they stop with an error.
     redis_wait_seconds: float = Field(default=30.0, ge=0)
     redis_prefix: str = "rf"  # every key and queue name starts with it; tests use their own
+    # With Redis replicas: before submitting to a provider that takes no idempotency
+    # key, and after storing its job id, wait (Redis WAIT) until this many replicas
+    # have the write, at most `redis_replica_ack_ms`; so a failover right after does
+    # not make the worker submit, and pay for, the job a second time. 0: no waiting.
+    redis_replica_acks: int = Field(default=0, ge=0)
+    redis_replica_ack_ms: int = Field(default=1000, ge=1)
     redis_max_connections: int = 200
     max_body_bytes: int = 1_048_576
     generate_concurrency: int = 50  # I/O bound: submit, poll, download

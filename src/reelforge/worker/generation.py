@@ -221,12 +221,29 @@ class GenerationRun(Run):
                 attempt.remote_id = await call_with_retries(
                     submit, self.policy, on_retry=note_retry
                 )
-        return await self.move(
+        moved = await self.move(
             rec,
             Stage.GENERATING,
             fields={"attempts": [a.to_dict() for a in rec.attempts]},
             data={"remote_id": attempt.remote_id},
         )
+        if not self.rt.provider(attempt.provider).capabilities().idempotent_submit:
+            await self._replicated("remote_id")
+        return moved
+
+    async def _replicated(self, write: str) -> None:
+        """Wait until ``redis_replica_acks`` replicas have this connection's writes
+        (Redis WAIT), so a failover cannot lose them; go on after the timeout, with
+        a warning: the write is made, only its copy is late."""
+        wanted = self.rt.settings.redis_replica_acks
+        if wanted == 0:
+            return
+        async with self.rt.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.rt.keys.replica_probe(self.rt.instance_id), write, px=60_000)
+            pipe.wait(wanted, self.rt.settings.redis_replica_ack_ms)
+            _, acked = await pipe.execute()
+        if acked < wanted:
+            self.log.warning("replica_ack_missing", write=write, acked=acked, wanted=wanted)
 
     async def _claim_submit(self, attempt: Attempt, note_retry: Any) -> Any:
         """Let one run submit this attempt. A second run of the same job (saq retrying
@@ -240,6 +257,7 @@ class GenerationRun(Run):
         key = self.rt.keys.submit_claim(self.video_id, attempt.number)
         if not await self.rt.redis.set(key, self.video_id, nx=True, ex=ttl):
             raise Superseded(f"{self.video_id} attempt {attempt.number} is being submitted")
+        await self._replicated("submit_claim")
 
         async def renew_and_note(exc: BaseException, number: int) -> None:
             await self.rt.redis.expire(key, ttl + math.ceil(self.policy.maximum * 3))
