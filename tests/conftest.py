@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis as sync_redis
+from redis.asyncio import Redis as AsyncRedis
 
 from reelforge.settings import Settings
 
@@ -71,6 +72,16 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     prefix = f"rftest-{secrets.token_hex(4)}"
     yield prefix
     delete_prefix(redis_url, prefix)
+
+
+@pytest.fixture
+async def aredis(redis_url: str) -> AsyncIterator[AsyncRedis]:
+    """An asyncio client of the test Redis (strings decoded)."""
+    client = AsyncRedis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture

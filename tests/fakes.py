@@ -170,3 +170,16 @@ class FakeGatedProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+async def sleep_turning_cancel_into_timeout(seconds: float) -> None:
+    """Sleep; a cancel meanwhile comes out as a ``TimeoutError`` and the task is no
+    longer cancelling: what a cancel landing inside a library's timeout handling
+    looks like (redis-py's pool wait, ``asyncio.timeout`` racing its deadline)."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        assert task is not None
+        task.uncancel()
+        raise TimeoutError from None

@@ -3,8 +3,6 @@ cancel, and dead workers' jobs going back to the queue."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from redis.asyncio import Redis
 
@@ -16,12 +14,8 @@ PLAN = {"prompt": "a cat", "steps": 4, "seed": 1}
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
+def redis(aredis: Redis) -> Redis:
+    return aredis
 
 
 @pytest.fixture

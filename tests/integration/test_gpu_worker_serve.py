@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from reelforge.gpu.worker import GpuWorker
 from reelforge.keys import Keys
 from reelforge.settings import ProviderConfig, Settings
 from reelforge.storage import build_storage
+from tests.fakes import sleep_turning_cancel_into_timeout
 
 PLAN = GenerationPlan(
     prompt="a cat",
@@ -79,23 +80,8 @@ class _SwallowingJobs(GpuJobs):
             return await super().cancel_requested(job_id)
         if self.inside is not None:
             self.inside.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            assert task is not None
-            task.uncancel()
-            raise TimeoutError from None
+        await sleep_turning_cancel_into_timeout(60)
         return False
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture
@@ -109,13 +95,13 @@ def gpu_settings(service_settings: Settings) -> Settings:
 
 
 async def test_jobs_after_one_whose_watcher_swallowed_the_cancel_still_run(
-    gpu_settings: Settings, redis: Redis
+    gpu_settings: Settings, aredis: Redis
 ) -> None:
     worker = GpuWorker(gpu_settings, "wan", device="cpu", worker_id="w1")
     pipeline = _FramesPipeline()
     worker.loaded = pipeline
     worker.storage = build_storage(gpu_settings)
-    jobs = _SwallowingJobs(redis, Keys(gpu_settings.redis_prefix), "wan", window=5.0)
+    jobs = _SwallowingJobs(aredis, Keys(gpu_settings.redis_prefix), "wan", window=5.0)
     # The job ends only once the watcher sits in the swallowing call.
     jobs.inside = pipeline.release
     stop = asyncio.Event()

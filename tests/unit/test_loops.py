@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 
 from reelforge.loops import start_loop, stop_loop
+from tests.fakes import sleep_turning_cancel_into_timeout
 
 
 async def test_a_loop_whose_step_swallows_the_cancel_still_stops() -> None:
@@ -20,13 +21,7 @@ async def test_a_loop_whose_step_swallows_the_cancel_still_stops() -> None:
         calls += 1
         inside.set()
         with contextlib.suppress(Exception):
-            try:
-                await asyncio.sleep(30)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                assert task is not None
-                task.uncancel()
-                raise TimeoutError from None
+            await sleep_turning_cancel_into_timeout(30)
 
     loop = start_loop(step, 0.01, first_wait=False)
     await inside.wait()
