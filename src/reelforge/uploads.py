@@ -28,6 +28,15 @@ __all__ = ["Uploads", "upload_key"]
 
 
 # KEYS: the upload's users. ARGV: the video. 1 when no user is left (remove it).
+# KEYS: the upload's users. ARGV: the video it is shared with, the new video.
+# 1 when the new video now uses it; 0 when the video it was shared with is no
+# longer a user (deleted meanwhile: the upload may be gone with it).
+_SHARE_LUA = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('SADD', KEYS[1], ARGV[2])
+return 1
+"""
+
 _RELEASE_LUA = """
 redis.call('SREM', KEYS[1], ARGV[1])
 if redis.call('SCARD', KEYS[1]) == 0 then return 1 end
@@ -85,10 +94,17 @@ class Uploads:
             await storage.get_file(upload_key(name), dest)
         return dest
 
-    async def retain(self, name: str, *video_ids: str) -> None:
-        """Record that these videos use the upload."""
+    async def retain(self, name: str, video_id: str, *, shared_with: str | None = None) -> bool:
+        """Record that the video uses the upload. ``shared_with``: the video it comes
+        from (a regenerate), which must still use it: ``False`` (nothing recorded)
+        when that video was deleted meanwhile, since its last release removes the
+        upload. A video's own new upload always succeeds."""
         redis, keys = self._refs()
-        await redis.sadd(keys.upload_users(name), *video_ids)
+        if shared_with is None:
+            await redis.sadd(keys.upload_users(name), video_id)
+            return True
+        shared = await redis.eval(_SHARE_LUA, 1, keys.upload_users(name), shared_with, video_id)
+        return bool(shared)
 
     async def release(self, name: str, video_id: str) -> bool:
         """A video that used the upload is gone; the upload goes too when it was the

@@ -109,31 +109,49 @@ async def create_video(
             )
         fingerprint = request_fingerprint(client_body or req.model_dump(mode="json"))
         if await rt.redis.exists(rt.keys.idempotency(owner, idempotency_key)):
-            # A retry of a request already admitted: answer it, count nothing again.
-            return await rt.store.create(
+            # A retry of a request already admitted: answer it, count nothing again
+            # (and keep no second copy of an image the retry uploaded again).
+            answer = await rt.store.create(
                 record, idempotency_key=idempotency_key, fingerprint=fingerprint
             )
+            if not answer[1]:
+                await _release_image(rt, req, record.id)
+            return answer
     # The tenant's quotas are taken before anything is stored or submitted; a
     # refusal (429, or 402 for the budget) leaves no trace.
     admission = await rt.quotas.admit(
         owner, record.id, seconds=req.duration_seconds, estimated_cost=estimate_cost(rt, route, req)
     )
+    new_id = record.id
     try:
+        # The image is the video's own upload, or shared with the video this one is
+        # made from; taken before the record exists, so no stored video ever points
+        # at an upload that a racing delete of its source has removed.
+        if req.image is not None and not await rt.uploads.retain(
+            req.image, new_id, shared_with=regenerated_from
+        ):
+            raise NotFoundError(f"no video {regenerated_from}", param="id")
         record, created = await rt.store.create(
             record, idempotency_key=idempotency_key, fingerprint=fingerprint
         )
     except BaseException:
         await rt.quotas.undo(admission)
+        await _release_image(rt, req, new_id)
         raise
     if not created:
+        # An earlier request under the same key made it; this one stores nothing.
         await rt.quotas.undo(admission)
+        await _release_image(rt, req, new_id)
         return record, created
-    if req.image is not None:
-        # The image is shared with the video this one was made from (if any).
-        users = (record.id, regenerated_from) if regenerated_from else (record.id,)
-        await rt.uploads.retain(req.image, *users)
     await rt.queues.enqueue_for_stage(record.id, Stage.QUEUED)
     return record, created
+
+
+async def _release_image(rt: Runtime, req: GenerationRequest, video_id: str) -> None:
+    """Give back the hold ``create_video`` took on the image for a video it did not
+    store (nothing happens when it took none)."""
+    if req.image is not None:
+        await rt.uploads.release(req.image, video_id)
 
 
 async def video_finished(rt: Runtime, record: VideoRecord) -> None:

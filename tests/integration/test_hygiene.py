@@ -11,12 +11,14 @@ from typing import Any
 
 import pytest
 
-from reelforge.errors import StorageFullError, StorageUnavailableError
+from reelforge.errors import NotFoundError, StorageFullError, StorageUnavailableError
+from reelforge.models import parse_generation_request
 from reelforge.retention import sweep_expired, sweep_raw, sweep_scratch, sweep_unremoved
 from reelforge.settings import Settings
 from reelforge.storage import LocalStorage
 from reelforge.store import new_video_id
 from reelforge.tenants import TenantLimits
+from reelforge.videos import create_video
 from tests.service import Service, running_service, wait_until
 
 SMALL = {"prompt": "a paper boat", "duration_seconds": 1, "size": "160x90", "fps": 12}
@@ -119,6 +121,55 @@ async def test_an_upload_shared_by_a_regenerated_video_goes_with_its_last_user(
     assert (await service.client.delete(f"/v1/videos/{second['id']}")).status_code == 200
     assert await rt.storage.stat(f"uploads/{image}") is None
     assert await rt.redis.exists(rt.keys.upload_users(image)) == 0
+
+
+async def _uploads(svc: Service) -> list[str]:
+    storage = svc.runtime.storage
+    assert isinstance(storage, LocalStorage)
+    folder = storage.path_of("uploads")
+    return sorted(p.name for p in folder.glob("*")) if folder.exists() else []
+
+
+async def test_a_regenerate_racing_the_delete_of_its_source_is_refused_and_leaves_nothing(
+    service: Service,
+) -> None:
+    rt = service.runtime
+    created = await service.client.post(
+        "/v1/videos",
+        data={"prompt": "a ball on a blue wall", "seconds": "4", "size": "720x1280"},
+        files={"input_reference": ("ref.png", _png(), "image/png")},
+    )
+    assert created.status_code == 200, created.text
+    first = await service.wait_terminal(created.json()["id"], timeout=120)
+    image = first["request"]["image"]
+    # What regenerate_video does, with the source's DELETE landing between its read
+    # of the source and the new video's create.
+    source = await rt.store.get(first["id"], owner=None)
+    assert (await service.client.delete(f"/api/videos/{first['id']}")).status_code == 200
+    request = parse_generation_request(source.request.model_dump())
+    with pytest.raises(NotFoundError):
+        await create_video(rt, request, owner=source.owner, regenerated_from=source.id)
+    listed = (await service.client.get("/api/videos")).json()
+    assert listed["data"] == []  # no video that points at the removed image
+    assert await rt.storage.stat(f"uploads/{image}") is None
+    assert await rt.redis.exists(rt.keys.upload_users(image)) == 0
+
+
+async def test_a_retried_create_keeps_no_second_copy_of_its_image(service: Service) -> None:
+    body = {"prompt": "a ball on a blue wall", "seconds": "4", "size": "720x1280"}
+    answers = []
+    for _ in range(2):
+        response = await service.client.post(
+            "/v1/videos",
+            data=body,
+            files={"input_reference": ("ref.png", _png(), "image/png")},
+            headers={"Idempotency-Key": "retry-with-image"},
+        )
+        assert response.status_code == 200, response.text
+        answers.append(response.json()["id"])
+    assert answers[0] == answers[1]
+    video = await service.wait_terminal(answers[0], timeout=120)
+    assert await _uploads(service) == [video["request"]["image"]]
 
 
 async def test_scratch_of_ended_or_unknown_videos_is_swept(service: Service) -> None:
