@@ -39,11 +39,10 @@ import asyncio
 import contextlib
 import json
 import secrets
-import socket
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +59,7 @@ from fastapi.responses import (
 
 from reelforge.errors import FFmpegError
 from reelforge.media.ffmpeg import run_ffmpeg
-from tests.service import wait_until
+from tests.emulators.loopback import serve_on_loopback
 
 __all__ = [
     "NODES",
@@ -695,42 +694,18 @@ def create_comfy_emulator(emulator: ComfyEmulator) -> FastAPI:
     return app
 
 
-@contextlib.contextmanager
-def _bound_socket() -> Iterator[socket.socket]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield sock
-    finally:
-        sock.close()
-
-
 @contextlib.asynccontextmanager
 async def running_comfy_emulator(config: ComfyConfig | None = None) -> AsyncIterator[ComfyEmulator]:
     """Serve the emulator under uvicorn on 127.0.0.1, in the current event loop."""
-    with tempfile.TemporaryDirectory(prefix="comfy-emu-") as root, _bound_socket() as sock:
+    with tempfile.TemporaryDirectory(prefix="comfy-emu-") as root:
         emulator = ComfyEmulator(config or ComfyConfig(), Path(root))
         app = create_comfy_emulator(emulator)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app, log_config=None, access_log=False, ws="websockets-sansio", lifespan="off"
-            )
-        )
         runner = asyncio.create_task(emulator.run_queue())
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-
-        async def started() -> bool:
-            if task.done():
-                task.result()
-            return server.started
-
         try:
-            await wait_until(started, timeout=10)
-            emulator.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-            yield emulator
+            async with serve_on_loopback(app, ws="websockets-sansio") as port:
+                emulator.base_url = f"http://127.0.0.1:{port}"
+                yield emulator
         finally:
-            server.should_exit = True
-            await task
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner

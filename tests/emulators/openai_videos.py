@@ -32,11 +32,10 @@ import getpass
 import json
 import logging
 import secrets
-import socket
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
@@ -49,7 +48,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reelforge.media.ffmpeg import atomic_output, run_ffmpeg
-from tests.service import wait_until
+from tests.emulators.loopback import serve_on_loopback
 
 __all__ = [
     "SECONDS",
@@ -882,43 +881,8 @@ async def running_emulator(
     config = config or EmulatorConfig()
     state = EmulatorState(clock=clock)
     app = create_emulator(config, state=state, media=media)
-    with _bound_socket() as sock:
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                log_config=None,
-                access_log=False,
-                ws="none",
-                lifespan="off",
-            )
-        )
-        # The socket is bound before uvicorn starts, so no other process can take the
-        # port between choosing it and serving on it.
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-
-        async def started() -> bool:
-            if task.done():
-                task.result()  # surfaces a startup failure instead of waiting it out
-            return server.started
-
-        try:
-            await wait_until(started, timeout=10)
-            port = sock.getsockname()[1]
-            yield Emulator(f"http://127.0.0.1:{port}/v1", config, state, app)
-        finally:
-            server.should_exit = True
-            await task
-
-
-@contextlib.contextmanager
-def _bound_socket() -> Iterator[socket.socket]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        yield sock
-    finally:
-        sock.close()
+    async with serve_on_loopback(app) as port:
+        yield Emulator(f"http://127.0.0.1:{port}/v1", config, state, app)
 
 
 def _parser() -> argparse.ArgumentParser:

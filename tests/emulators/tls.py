@@ -4,18 +4,15 @@ the CA through ``SSL_CERT_FILE``."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import trustme
-import uvicorn
 from fastapi import FastAPI
 
-from tests.emulators.openai_videos import _bound_socket
-from tests.service import wait_until
+from tests.emulators.loopback import serve_on_loopback
 
 __all__ = ["issue_certificates", "serve_tls"]
 
@@ -42,29 +39,10 @@ async def serve_tls(app: FastAPI, directory: Path) -> AsyncIterator[tuple[str, P
     """Serve ``app`` over TLS in this event loop; yields ``("127.0.0.1:PORT", ca_file)``,
     the CA written under ``directory``."""
     ca_file, cert_file, key_file = issue_certificates(directory)
-    with _bound_socket() as sock:
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                log_config=None,
-                access_log=False,
-                ws="none",
-                lifespan="off",
-                ssl_certfile=str(cert_file),
-                ssl_keyfile=str(key_file),
-                ssl_version=ssl.PROTOCOL_TLS_SERVER,
-            )
-        )
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-
-        async def started() -> bool:
-            if task.done():
-                task.result()
-            return server.started
-
-        try:
-            await wait_until(started, timeout=10)
-            yield f"127.0.0.1:{sock.getsockname()[1]}", ca_file
-        finally:
-            server.should_exit = True
-            await task
+    async with serve_on_loopback(
+        app,
+        ssl_certfile=str(cert_file),
+        ssl_keyfile=str(key_file),
+        ssl_version=ssl.PROTOCOL_TLS_SERVER,
+    ) as port:
+        yield f"127.0.0.1:{port}", ca_file

@@ -29,21 +29,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from tests.emulators.loopback import serve_on_loopback
 from tests.emulators.openai_videos import (
     EmulatorConfig,
     EmulatorState,
     Job,
     MediaCache,
     RecordedRequest,
-    _bound_socket,
     _cut_short,
     _HideInjectedCuts,
 )
-from tests.service import wait_until
 
 __all__ = [
     "CallbackSender",
@@ -263,20 +261,5 @@ def install_error_handler(app: FastAPI) -> None:
 @contextlib.asynccontextmanager
 async def serve(app: FastAPI) -> AsyncIterator[str]:
     """Serve ``app`` on 127.0.0.1 in this event loop; yields ``http://127.0.0.1:PORT``."""
-    with _bound_socket() as sock:
-        server = uvicorn.Server(
-            uvicorn.Config(app, log_config=None, access_log=False, ws="none", lifespan="off")
-        )
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-
-        async def started() -> bool:
-            if task.done():
-                task.result()
-            return server.started
-
-        try:
-            await wait_until(started, timeout=10)
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-        finally:
-            server.should_exit = True
-            await task
+    async with serve_on_loopback(app) as port:
+        yield f"http://127.0.0.1:{port}"
