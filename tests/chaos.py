@@ -33,6 +33,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -238,6 +239,21 @@ class _Children:
         for proc in self.procs.values():
             with contextlib.suppress(Exception):
                 stop(proc, signal.SIGKILL)
+
+
+async def _submit_during(
+    submitting: Coroutine[Any, Any, list[str]], disrupting: Coroutine[Any, Any, None]
+) -> list[str]:
+    """Run the submissions while ``disrupting`` runs (kills, a failover); the ids once
+    both are done. A disruption that fails stops the submissions too."""
+    task = asyncio.create_task(submitting)
+    try:
+        await disrupting
+        return await task
+    finally:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
 
 
 async def _submit_all(
@@ -467,25 +483,20 @@ async def run_chaos(
                 pace = seconds * 0.5 / max(jobs, 1)
                 lengths = VIDEO_LENGTHS if vendors else (3,) if local else (4,)
                 size = "640x360" if local else "1280x720"
-                submitting = asyncio.create_task(
-                    _submit_all(client, jobs, seed, pace, report, lengths=lengths, size=size)
+                submitting = _submit_all(
+                    client, jobs, seed, pace, report, lengths=lengths, size=size
                 )
-                try:
-                    await _chaos(
-                        children,
-                        rng,
-                        seconds,
-                        owned if redis_restart else None,
-                        report,
-                        roles=("worker0", "worker1") if local else ("worker0", "worker1", "api"),
-                        pause=(1.5, 4.0) if local else (0.3, 2.5),
-                        s3=s3,
-                    )
-                    ids = await submitting
-                finally:
-                    submitting.cancel()
-                    with contextlib.suppress(BaseException):
-                        await submitting
+                disrupting = _chaos(
+                    children,
+                    rng,
+                    seconds,
+                    owned if redis_restart else None,
+                    report,
+                    roles=("worker0", "worker1") if local else ("worker0", "worker1", "api"),
+                    pause=(1.5, 4.0) if local else (0.3, 2.5),
+                    s3=s3,
+                )
+                ids = await _submit_during(submitting, disrupting)
                 final = await _settle(client, ids, children, report)
             _tally(report, ids, final, recorder, emu.state.submits_by_key)
             if fleet is not None:
@@ -623,16 +634,10 @@ async def run_failover(*, jobs: int, workdir: Path, seed: int = 0) -> ChaosRepor
                     children.start(role)
                 base = f"http://127.0.0.1:{children.api_port}"
                 async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-                    submitting = asyncio.create_task(
-                        _submit_all(client, jobs, seed, 0.15, report, lengths=(4,))
+                    ids = await _submit_during(
+                        _submit_all(client, jobs, seed, 0.15, report, lengths=(4,)),
+                        _fail_over_when_busy(ha, emu.state, jobs, report),
                     )
-                    try:
-                        await _fail_over_when_busy(ha, emu.state, jobs, report)
-                        ids = await submitting
-                    finally:
-                        submitting.cancel()
-                        with contextlib.suppress(BaseException):
-                            await submitting
                     final = await _settle(client, ids, children, report)
                 _tally(report, ids, final, recorder, emu.state.submits_by_key)
                 promoted = f"redis://127.0.0.1:{ha.replica_port}/0"

@@ -38,6 +38,19 @@ def _png() -> bytes:
     return out.getvalue()
 
 
+async def _create_with_image(svc: Service, headers: dict[str, str] | None = None) -> str:
+    """A /v1 video with an uploaded reference image; its id."""
+    created = await svc.client.post(
+        "/v1/videos",
+        data={"prompt": "a ball on a blue wall", "seconds": "4", "size": "720x1280"},
+        files={"input_reference": ("ref.png", _png(), "image/png")},
+        headers=headers,
+    )
+    assert created.status_code == 200, created.text
+    video_id: str = created.json()["id"]
+    return video_id
+
+
 async def _completed(svc: Service, body: dict[str, Any] | None = None) -> dict[str, Any]:
     created = await svc.client.post("/api/videos/generate", json=body or SMALL)
     assert created.status_code == 202, created.text
@@ -102,13 +115,7 @@ async def test_an_upload_shared_by_a_regenerated_video_goes_with_its_last_user(
     service: Service,
 ) -> None:
     rt = service.runtime
-    created = await service.client.post(
-        "/v1/videos",
-        data={"prompt": "a ball on a blue wall", "seconds": "4", "size": "720x1280"},
-        files={"input_reference": ("ref.png", _png(), "image/png")},
-    )
-    assert created.status_code == 200, created.text
-    first = await service.wait_terminal(created.json()["id"], timeout=120)
+    first = await service.wait_terminal(await _create_with_image(service), timeout=120)
     image = first["request"]["image"]
     again = await service.client.post(f"/api/videos/{first['id']}/regenerate", json={})
     assert again.status_code == 202, again.text
@@ -134,13 +141,7 @@ async def test_a_regenerate_racing_the_delete_of_its_source_is_refused_and_leave
     service: Service,
 ) -> None:
     rt = service.runtime
-    created = await service.client.post(
-        "/v1/videos",
-        data={"prompt": "a ball on a blue wall", "seconds": "4", "size": "720x1280"},
-        files={"input_reference": ("ref.png", _png(), "image/png")},
-    )
-    assert created.status_code == 200, created.text
-    first = await service.wait_terminal(created.json()["id"], timeout=120)
+    first = await service.wait_terminal(await _create_with_image(service), timeout=120)
     image = first["request"]["image"]
     # What regenerate_video does, with the source's DELETE landing between its read
     # of the source and the new video's create.
@@ -156,17 +157,8 @@ async def test_a_regenerate_racing_the_delete_of_its_source_is_refused_and_leave
 
 
 async def test_a_retried_create_keeps_no_second_copy_of_its_image(service: Service) -> None:
-    body = {"prompt": "a ball on a blue wall", "seconds": "4", "size": "720x1280"}
-    answers = []
-    for _ in range(2):
-        response = await service.client.post(
-            "/v1/videos",
-            data=body,
-            files={"input_reference": ("ref.png", _png(), "image/png")},
-            headers={"Idempotency-Key": "retry-with-image"},
-        )
-        assert response.status_code == 200, response.text
-        answers.append(response.json()["id"])
+    retry = {"Idempotency-Key": "retry-with-image"}
+    answers = [await _create_with_image(service, headers=retry) for _ in range(2)]
     assert answers[0] == answers[1]
     video = await service.wait_terminal(answers[0], timeout=120)
     assert await _uploads(service) == [video["request"]["image"]]

@@ -116,12 +116,8 @@ class GenerationRun(Run):
             "message": "the worker running this attempt stopped; the job starts again",
         }
         self.log.info("restarting attempt", provider=attempt.provider, attempt=attempt.number)
-        return await self.move(
-            rec,
-            Stage.QUEUED,
-            event="restarting",
-            fields={"attempts": [a.to_dict() for a in rec.attempts]},
-            data={"attempt": attempt.number, "reason": WORKER_LOST},
+        return await self._requeue(
+            rec, event="restarting", data={"attempt": attempt.number, "reason": WORKER_LOST}
         )
 
     def choose_provider(self, rec: VideoRecord) -> list[str]:
@@ -209,12 +205,13 @@ class GenerationRun(Run):
 
     async def submit(self, rec: VideoRecord) -> VideoRecord:
         attempt = self._attempt(rec)
+        provider = self.rt.provider(attempt.provider)
+        keyless = not provider.capabilities().idempotent_submit
         if attempt.remote_id is None:
-            provider = self.rt.provider(attempt.provider)
             # The processed prompt (remote enhancement and moderation run here).
             request = await prepare_submission(self.rt, rec, attempt.provider)
             note_retry = self._note_retry(attempt.provider)
-            if not provider.capabilities().idempotent_submit:
+            if keyless:
                 note_retry = await self._claim_submit(attempt, note_retry)
             submit = await self._submit_call(provider, request, attempt)
             async with self.timed("provider"):
@@ -227,7 +224,7 @@ class GenerationRun(Run):
             fields={"attempts": [a.to_dict() for a in rec.attempts]},
             data={"remote_id": attempt.remote_id},
         )
-        if not self.rt.provider(attempt.provider).capabilities().idempotent_submit:
+        if keyless:
             await self._replicated("remote_id")
         return moved
 
@@ -362,12 +359,18 @@ class GenerationRun(Run):
         if not again or tried >= self.rt.settings.max_attempts:
             raise exc
         self.log.info("new attempt", code=exc.code, attempt=attempt.number)
+        return await self._requeue(
+            rec, event="retrying", data={"attempt": attempt.number, "error": attempt.error}
+        )
+
+    async def _requeue(self, rec: VideoRecord, *, event: str, data: dict[str, Any]) -> VideoRecord:
+        """Back to ``queued`` for a new attempt, with the attempts as they now stand."""
         return await self.move(
             rec,
             Stage.QUEUED,
-            event="retrying",
+            event=event,
             fields={"attempts": [a.to_dict() for a in rec.attempts]},
-            data={"attempt": attempt.number, "error": attempt.error},
+            data=data,
         )
 
     async def download(self, rec: VideoRecord) -> VideoRecord:

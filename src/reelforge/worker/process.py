@@ -7,9 +7,11 @@ import asyncio
 import contextlib
 import secrets
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
-from saq import Worker
+from saq import Queue, Worker
 
 from reelforge.errors import (
     ReelforgeError,
@@ -53,23 +55,22 @@ class WorkerProcess:
             ctx["runtime"] = rt
 
         timers = {"sweep": max(1, int(settings.sweep_interval_seconds)), "abort": 1}
+
+        def stage_worker(
+            queue: Queue, function: Callable[..., Awaitable[None]], concurrency: int
+        ) -> Worker[Any]:
+            return Worker(
+                queue,
+                functions=[function],
+                concurrency=concurrency,
+                startup=startup,
+                timers=timers,  # type: ignore[arg-type]
+                shutdown_grace_period_s=0,
+            )
+
         self.workers = [
-            Worker(
-                rt.queues.generate,
-                functions=[generate_video],
-                concurrency=settings.generate_concurrency,
-                startup=startup,
-                timers=timers,  # type: ignore[arg-type]
-                shutdown_grace_period_s=0,
-            ),
-            Worker(
-                rt.queues.process,
-                functions=[process_video],
-                concurrency=settings.process_concurrency,
-                startup=startup,
-                timers=timers,  # type: ignore[arg-type]
-                shutdown_grace_period_s=0,
-            ),
+            stage_worker(rt.queues.generate, generate_video, settings.generate_concurrency),
+            stage_worker(rt.queues.process, process_video, settings.process_concurrency),
         ]
         self.workers.append(webhook_worker(rt, rt.queues.webhooks, startup, timers))
         for worker in self.workers:
